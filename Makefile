@@ -1,0 +1,34 @@
+# Two commands are the whole set-up: `make bench` and `make test` (each installs what is missing).
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+DATASET ?= digits
+PRESET  ?=
+OUT     ?= outputs/$(DATASET)
+ARGS    ?=
+
+.PHONY: help install bench test lint report clean-cache
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 14
+
+install: $(STAMP)  ## create .venv and install the suite with its dev tools (once)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@echo "[install] pip install -e '.[dev]' into $(VENV) (first time: a few minutes)"
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
+	@$(BIN)/python -c "import torch, lightning, wandb, omegaconf, sklearn" && touch $(STAMP)
+
+bench: $(STAMP)  ## run every method on DATASET (default digits), random 10%, seed 0; ARGS=... adds overrides
+	$(BIN)/python -m benchmark run dataset=$(DATASET) $(if $(PRESET),preset=$(PRESET)) output_dir=$(OUT) $(ARGS)
+
+test: $(STAMP)  ## run the test suite
+	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m pytest
+
+lint: $(STAMP)  ## ruff check
+	$(BIN)/ruff check benchmark baselines tests
+
+clean-cache:  ## delete cached reference models, decoded datasets and outputs (.cache/)
+	rm -rf .cache

@@ -1,0 +1,82 @@
+"""The command line: ``python -m benchmark run|list ...``. The only place that parses argv."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from benchmark.errors import BenchmarkError
+
+USAGE = """usage:
+  python -m benchmark run [KEY=VALUE ...]        run the grid (configs/bench.yaml + overrides)
+  python -m benchmark list methods|datasets|models|metrics|presets
+examples:
+  python -m benchmark run dataset=digits methods=[original,retrain,finetune] seeds=[0,1,2]
+  python -m benchmark run preset=cifar10_cpu data.root=data/cifar10
+"""
+
+
+def _list(what: str, imports: list[str]) -> None:
+    from benchmark.config import CONFIG_DIR
+    from benchmark.runner import import_user_modules
+
+    import_user_modules(imports)
+    if what == "methods":
+        from benchmark.module import METHODS as reg
+    elif what == "datasets":
+        from benchmark.data.datasets import DATASETS as reg
+    elif what == "models":
+        from benchmark.models import MODELS as reg
+    elif what == "metrics":
+        from benchmark.metrics import metric_directions
+
+        for k, d in sorted(metric_directions().items()):
+            print(f"{k:<28} {d}")
+        return
+    elif what == "presets":
+        for p in sorted(CONFIG_DIR.glob("preset/*.yaml")):
+            print(p.stem)
+        return
+    else:
+        raise BenchmarkError(f"cannot list {what!r}; use methods, datasets, models, metrics or presets")
+    for name in reg.names():
+        print(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m benchmark", usage=USAGE, add_help=False)
+    parser.add_argument("command", nargs="?")
+    parser.add_argument("args", nargs="*")
+    parser.add_argument("-h", "--help", action="store_true")
+    ns = parser.parse_args(argv)
+    if ns.help or not ns.command:
+        print(USAGE)
+        return 0
+    try:
+        if ns.command == "run":
+            from benchmark.config import compose
+            from benchmark.runner import Runner
+
+            cfg = compose(ns.args)
+            records = Runner(cfg).run()
+            return 0 if all(r.get("status") == "ok" for r in records) else 1
+        if ns.command == "list":
+            if not ns.args:
+                raise BenchmarkError("say what to list: methods, datasets, models, metrics or presets")
+            imports = [a.split("=", 1)[1].strip("[]").split(",") for a in ns.args[1:] if a.startswith("imports=")]
+            _list(ns.args[0], [i for group in imports for i in group if i])
+            return 0
+        raise BenchmarkError(f"unknown command {ns.command!r}; use run or list (see python -m benchmark --help)")
+    except BenchmarkError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished cells are in results.jsonl, rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("WANDB_SILENT", "true")
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Layered configuration with OmegaConf.
+
+Order (later wins): ``configs/bench.yaml`` -> ``configs/dataset/<dataset>.yaml``
+(under ``data``) -> ``configs/preset/<preset>.yaml`` -> command-line dot-list
+overrides. Method hyperparameters come from ``configs/method/<name>.yaml``, then
+``method_args.<name>.<key>=...``. Registry names, never import paths, appear in
+user configs (``imports`` names the modules to import for user methods).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from benchmark.errors import BenchmarkError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _load_yaml(path: Path, what: str) -> DictConfig:
+    if not path.is_file():
+        options = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise BenchmarkError(f"unknown {what} {path.stem!r}: no {path}; available: {', '.join(options)}")
+    try:
+        cfg = OmegaConf.load(path)
+    except (OmegaConfBaseException, OSError, ValueError) as e:
+        raise BenchmarkError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
+    if cfg is None or isinstance(cfg, ListConfig):
+        return OmegaConf.create({})
+    return cfg
+
+
+def parse_overrides(overrides: list[str]) -> DictConfig:
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise BenchmarkError(f"cannot parse {bad[0]!r}: overrides are KEY=VALUE, e.g. dataset=cifar10")
+    # `logger=none` is shorthand for logger.name=none
+    overrides = [("logger.name=" + o.split("=", 1)[1]) if o.split("=", 1)[0] == "logger" else o
+                 for o in overrides]
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as e:
+        raise BenchmarkError(f"cannot parse overrides: {str(e).splitlines()[0]}") from None
+
+
+def compose(overrides: list[str] | None = None, config_dir: Path | None = None) -> DictConfig:
+    """Builds the resolved run configuration.
+
+    Raises:
+        BenchmarkError: on an unknown key, dataset, preset, or an unreadable file.
+    """
+    cdir = config_dir or CONFIG_DIR
+    cli = parse_overrides(list(overrides or []))
+    base = _load_yaml(cdir / "bench.yaml", "base config")
+    preset_name = cli.get("preset", base.get("preset"))
+    preset = _load_yaml(cdir / "preset" / f"{preset_name}.yaml", "preset") if preset_name else OmegaConf.create({})
+    dataset = cli.get("dataset", preset.get("dataset", base.get("dataset")))
+    data = _load_yaml(cdir / "dataset" / f"{dataset}.yaml", "dataset")
+    cfg = OmegaConf.merge(base, {"dataset": dataset, "data": data})
+    OmegaConf.set_struct(cfg, True)
+    for free in ("method_args",):  # free-form dicts
+        OmegaConf.set_struct(cfg[free], False)
+    try:
+        cfg = OmegaConf.merge(cfg, preset, cli)
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or str(e).splitlines()[0]
+        raise BenchmarkError(f"unknown or invalid config key {key!r}; see configs/bench.yaml for the keys") from None
+    if cfg.model is None:
+        cfg.model = cfg.data.model
+    return cfg
+
+
+def method_config(name: str, cfg: DictConfig, config_dir: Path | None = None) -> dict[str, Any]:
+    """A method's keyword arguments: its YAML, then ``method_args.<name>``."""
+    cdir = config_dir or CONFIG_DIR
+    path = cdir / "method" / f"{name}.yaml"
+    kwargs: dict[str, Any] = {}
+    if path.is_file():
+        kwargs.update(OmegaConf.to_container(_load_yaml(path, "method"), resolve=True) or {})
+    extra = cfg.get("method_args", {}).get(name)
+    if extra:
+        kwargs.update(OmegaConf.to_container(extra, resolve=True))
+    return kwargs
+
+
+def to_dict(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

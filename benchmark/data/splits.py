@@ -1,0 +1,203 @@
+"""Forget/retain/validation splits as pure, hashed index arrays (PROTOCOL.md section 1).
+
+Every array indexes the dataset's *official training set*. Nothing here mutates
+labels or datasets: forget membership is the index array itself.
+
+Order of operations:
+1. ``train_subset=N`` (optional): a stratified, seeded subset of N training images
+   (seeded by ``split_seed``, so every seed of a sweep sees the same D).
+2. D_val: 10% of that, stratified by class, held out before anything else
+   (also seeded by ``split_seed``).
+3. The forget scenario draws D_f from what remains (D), seeded by the cell's seed;
+   D_r = D minus D_f.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.errors import BenchmarkError
+
+SCENARIOS = ("random", "class", "subclass", "indices")
+VAL_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class Split:
+    """One cell's split. All arrays are sorted int64 indices into the official training set."""
+
+    train: np.ndarray  # D = forget + retain
+    val: np.ndarray
+    forget: np.ndarray
+    retain: np.ndarray
+    scenario: str
+    ratio: float | None
+    seed: int
+    forget_classes: list[int] | None = field(default=None)
+
+    @property
+    def sha256(self) -> str:
+        """Content hash of the index arrays (what every result record carries)."""
+        h = hashlib.sha256()
+        for name in ("train", "val", "forget", "retain"):
+            arr = np.ascontiguousarray(getattr(self, name), dtype=np.int64)
+            h.update(name.encode())
+            h.update(arr.tobytes())
+        return h.hexdigest()
+
+    @property
+    def base_sha256(self) -> str:
+        """Hash of D and D_val alone: what the original model depends on."""
+        h = hashlib.sha256()
+        for name in ("train", "val"):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(getattr(self, name), dtype=np.int64).tobytes())
+        return h.hexdigest()
+
+    def save(self, directory: str | Path) -> Path:
+        """Writes the arrays and their hash to ``<directory>/<sha256[:16]>.npz`` atomically."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{self.sha256[:16]}.npz"
+        if path.exists():
+            return path
+        tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+        meta = {"scenario": self.scenario, "ratio": self.ratio, "seed": self.seed,
+                "forget_classes": self.forget_classes, "sha256": self.sha256}
+        np.savez(tmp, train=self.train, val=self.val, forget=self.forget, retain=self.retain,
+                 meta=np.array(json.dumps(meta)))
+        os.replace(tmp, path)
+        return path
+
+
+def _stratified_take(labels: np.ndarray, n_take: int, rng: np.random.Generator) -> np.ndarray:
+    """Positions (into ``labels``) of a class-stratified sample of ``n_take`` elements."""
+    classes, counts = np.unique(labels, return_counts=True)
+    # largest-remainder allocation so the total is exactly n_take
+    exact = counts * (n_take / len(labels))
+    alloc = np.floor(exact).astype(int)
+    order = np.argsort(-(exact - alloc), kind="stable")
+    alloc[order[: n_take - alloc.sum()]] += 1
+    taken = []
+    for cls, k in zip(classes, alloc, strict=True):
+        pos = np.flatnonzero(labels == cls)
+        taken.append(rng.permutation(pos)[:k])
+    return np.sort(np.concatenate(taken)) if taken else np.zeros(0, dtype=np.int64)
+
+
+def base_split(labels: np.ndarray, train_subset: int | None, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """D and D_val: optional stratified subset, then a stratified 10% validation hold-out."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([split_seed, 0x5EED])
+    pool = np.arange(len(labels))
+    if train_subset is not None:
+        if not 0 < int(train_subset) <= len(labels):
+            raise BenchmarkError(
+                f"data.train_subset={train_subset} is outside 1..{len(labels)}; pick a size the dataset has")
+        pool = _stratified_take(labels, int(train_subset), rng)
+    val_pos = _stratified_take(labels[pool], max(1, round(VAL_FRACTION * len(pool))), rng)
+    val = pool[val_pos]
+    train = np.setdiff1d(pool, val)
+    return train.astype(np.int64), np.sort(val).astype(np.int64)
+
+
+def check_ratio(ratio: float) -> float:
+    try:
+        r = float(ratio)
+    except (TypeError, ValueError):
+        raise BenchmarkError(f"forget ratio {ratio!r} is not a number; use a fraction such as 0.1") from None
+    if not 0.0 < r < 1.0:
+        raise BenchmarkError(f"forget ratio {ratio} is outside (0, 1); use a fraction such as forget.ratios=[0.1]")
+    return r
+
+
+def make_split(labels: np.ndarray, scenario: str, ratio: float | None, seed: int, *,
+               train_subset: int | None = None, split_seed: int = 0,
+               classes: list[int] | None = None, indices_file: str | None = None) -> Split:
+    """Builds a cell's split: a pure function of its arguments.
+
+    Args:
+        labels: int labels of the official training set, shape [N].
+        scenario: ``random`` | ``class`` | ``subclass`` | ``indices``.
+        ratio: fraction of D (random), of the classes (class, if ``classes`` is not
+            given) or of one class's samples (subclass). Ignored for ``indices``.
+        seed: the cell's seed; draws D_f.
+        train_subset: optional size of a stratified training subset.
+        split_seed: seeds the subset and the validation hold-out.
+        classes: explicit forgotten classes (class) or the class to thin (subclass).
+        indices_file: for ``indices``: a .npy, .json or whitespace-separated .txt file
+            of official training-set indices.
+    """
+    labels = np.asarray(labels).astype(np.int64)
+    if scenario not in SCENARIOS:
+        raise BenchmarkError(f"unknown forget.scenario {scenario!r}; available: {', '.join(SCENARIOS)}")
+    train, val = base_split(labels, train_subset, split_seed)
+    rng = np.random.default_rng([seed, 0xF0])
+    y = labels[train]
+    num_classes = int(labels.max()) + 1
+    forget_classes = None
+    if scenario == "random":
+        r = check_ratio(ratio)
+        n = max(1, round(r * len(train)))
+        forget = rng.choice(train, size=n, replace=False)
+    elif scenario == "class":
+        if classes:
+            forget_classes = sorted(int(c) for c in classes)
+        else:
+            k = max(1, round(check_ratio(ratio) * num_classes))
+            forget_classes = sorted(rng.choice(num_classes, size=k, replace=False).tolist())
+        if len(forget_classes) >= num_classes:
+            raise BenchmarkError("forget.classes covers every class; nothing would be retained")
+        forget = train[np.isin(y, forget_classes)]
+    elif scenario == "subclass":
+        r = check_ratio(ratio)
+        cls = int(classes[0]) if classes else int(rng.integers(num_classes))
+        pos = train[y == cls]
+        forget = rng.choice(pos, size=max(1, round(r * len(pos))), replace=False)
+        forget_classes = None
+    else:  # indices
+        forget = _read_indices(indices_file, train, val, len(labels))
+        ratio = None
+    forget = np.sort(forget).astype(np.int64)
+    retain = np.setdiff1d(train, forget).astype(np.int64)
+    if len(retain) == 0:
+        raise BenchmarkError("the forget set covers all of D; lower the forget ratio")
+    return Split(train=train, val=val, forget=forget, retain=retain, scenario=scenario,
+                 ratio=None if ratio is None else float(ratio), seed=int(seed),
+                 forget_classes=forget_classes)
+
+
+def _read_indices(path: str | None, train: np.ndarray, val: np.ndarray, n_total: int) -> np.ndarray:
+    if not path:
+        raise BenchmarkError("forget.scenario=indices needs forget.indices_file=PATH (.npy, .json or .txt)")
+    p = Path(path)
+    if not p.is_file():
+        raise BenchmarkError(f"forget.indices_file {p} does not exist; pass a file of training-set indices")
+    try:
+        if p.suffix == ".npy":
+            idx = np.load(p, allow_pickle=False)
+        elif p.suffix == ".json":
+            idx = np.asarray(json.loads(p.read_text()))
+        else:
+            idx = np.loadtxt(p, dtype=np.int64, ndmin=1)
+        idx = np.unique(idx.astype(np.int64).ravel())
+    except (ValueError, OSError, json.JSONDecodeError) as e:
+        raise BenchmarkError(f"cannot read forget.indices_file {p}: {e}; write one integer index per line") from None
+    if len(idx) == 0:
+        raise BenchmarkError(f"forget.indices_file {p} holds no index")
+    if idx.min() < 0 or idx.max() >= n_total:
+        raise BenchmarkError(f"forget.indices_file {p}: indices must lie in 0..{n_total - 1}")
+    if np.isin(idx, val).any():
+        raise BenchmarkError(
+            f"forget.indices_file {p}: {int(np.isin(idx, val).sum())} indices fall in the validation hold-out; "
+            "drop them or change data.split_seed")
+    if not np.isin(idx, train).all():
+        raise BenchmarkError(f"forget.indices_file {p}: some indices are outside the training subset; "
+                             "unset data.train_subset or drop them")
+    return idx

@@ -1,0 +1,73 @@
+"""One inference pass per model and split; every metric reads the cached outputs.
+
+A model's outputs cover D (in the order of ``split.train``), D_val and D_test.
+The forget and retain views are slices of the D outputs, so each training
+example goes through the network exactly once per model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.data.datasets import ImageData
+from benchmark.data.splits import Split
+from benchmark.data.transforms import BatchTransform
+from benchmark.metrics import ModelOutputs, SplitOutputs, load_outputs, save_outputs
+
+
+@torch.no_grad()
+def predict(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, transform: BatchTransform,
+            device: torch.device, batch_size: int = 1024) -> SplitOutputs:
+    """Per-example logits (float16) and cross-entropy (float32) of ``net`` on uint8 images."""
+    was_training = net.training
+    net.eval().to(device)
+    logits, losses = [], []
+    for start in range(0, len(images), batch_size):
+        x = transform(images[start:start + batch_size].to(device), train=False)
+        y = labels[start:start + batch_size].to(device)
+        out = net(x).float()  # [B, C]
+        logits.append(out.half().cpu())
+        losses.append(F.cross_entropy(out, y, reduction="none").cpu())
+    net.train(was_training)
+    n_cls = getattr(getattr(net, "fc", None), "out_features", 0)
+    cat_logits = torch.cat(logits).numpy() if logits else np.zeros((0, n_cls), np.float16)
+    cat_loss = torch.cat(losses).numpy() if losses else np.zeros(0, np.float32)
+    return SplitOutputs(logits=cat_logits, labels=labels.numpy().astype(np.int64), loss=cat_loss)
+
+
+def full_outputs(net: nn.Module, ds: ImageData, split: Split, transform: BatchTransform,
+                 device: torch.device, batch_size: int = 1024) -> ModelOutputs:
+    """Outputs on D (train order), D_val and D_test: one pass each."""
+    tr, va = torch.as_tensor(split.train), torch.as_tensor(split.val)
+    return {
+        "train": predict(net, ds.train_x[tr], ds.train_y[tr], transform, device, batch_size),
+        "val": predict(net, ds.train_x[va], ds.train_y[va], transform, device, batch_size),
+        "test": predict(net, ds.test_x, ds.test_y, transform, device, batch_size),
+    }
+
+
+def _take(o: SplitOutputs, pos: np.ndarray) -> SplitOutputs:
+    return SplitOutputs(logits=o.logits[pos], labels=o.labels[pos], loss=o.loss[pos])
+
+
+def split_view(full: ModelOutputs, split: Split) -> ModelOutputs:
+    """forget/retain/val/test views of a model's full outputs for this split."""
+    pos_f = np.searchsorted(split.train, split.forget)
+    pos_r = np.searchsorted(split.train, split.retain)
+    return {"forget": _take(full["train"], pos_f), "retain": _take(full["train"], pos_r),
+            "val": full["val"], "test": full["test"]}
+
+
+def cached_outputs(path: Path, net: nn.Module, ds: ImageData, split: Split, transform: BatchTransform,
+                   device: torch.device, batch_size: int = 1024) -> ModelOutputs:
+    """Loads a model's full outputs from ``path`` or computes and stores them."""
+    full = load_outputs(path) if path.exists() else None
+    if full is None or len(full.get("train", ())) != len(split.train):
+        full = full_outputs(net, ds, split, transform, device, batch_size)
+        save_outputs(path, full)
+    return full

@@ -1,0 +1,247 @@
+"""``UnlearnModule``: the one interface every unlearning method implements.
+
+The base class owns the loop: it batches the forget and retain streams, moves
+and augments batches on the model's device, builds the optimiser and the
+schedule, logs, checks the loss is finite, and times the unlearning phase
+(evaluation is never inside it). A method overrides a small hook:
+
+- ``unlearn_step(batch) -> dict`` with a ``"loss"`` key, where ``batch`` maps each
+  stream named in ``streams`` (``"forget"``, ``"retain"``) to a ``Batch``;
+- or, for one-shot methods (SSD, Fisher), ``unlearn_once()`` with
+  ``one_shot = True``;
+- optionally ``on_unlearn_start()`` / ``on_unlearn_end()`` (inside the timing).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import CombinedLoader
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from benchmark.data.transforms import BatchTransform
+from benchmark.registry import Registry
+
+
+class Batch(NamedTuple):
+    """A batch of one stream. ``x`` is uint8 on the way in and normalised float after transfer."""
+
+    x: torch.Tensor  # [B, C, H, W]
+    y: torch.Tensor  # [B] int64 labels
+    idx: torch.Tensor  # [B] indices into the official training set
+
+
+@dataclass
+class UnlearnData:
+    """What a method may see: the training images and the forget/retain index arrays.
+
+    Membership is the index arrays; labels are never modified.
+    """
+
+    images: torch.Tensor  # uint8 [N, C, H, W], the official training set
+    labels: torch.Tensor  # int64 [N]
+    forget: torch.Tensor  # int64 indices of D_f
+    retain: torch.Tensor  # int64 indices of D_r
+    transform: BatchTransform
+    num_classes: int
+    scenario: str = "random"
+    forget_classes: list[int] | None = None
+    seed: int = 0
+
+    def indices(self, stream: str) -> torch.Tensor:
+        if stream == "forget":
+            return self.forget
+        if stream == "retain":
+            return self.retain
+        if stream == "all":
+            return torch.cat([self.forget, self.retain]).sort().values
+        raise KeyError(f"unknown stream {stream!r}; use 'forget', 'retain' or 'all'")
+
+
+class _Gather(Dataset):
+    """Index dataset whose collate gathers uint8 images from the in-memory tensor."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor) -> None:
+        self.images, self.labels, self.idx = images, labels, idx
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, i: int) -> int:
+        return int(self.idx[i])
+
+    def collate(self, items: list[int]) -> Batch:
+        idx = torch.as_tensor(items, dtype=torch.long)
+        return Batch(self.images[idx], self.labels[idx], idx)
+
+
+def make_loader(data: UnlearnData, idx: torch.Tensor, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    ds = _Gather(data.images, data.labels, idx)
+    gen = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen, collate_fn=ds.collate,
+                      num_workers=0, drop_last=False)
+
+
+METHODS: Registry = Registry("method")
+
+
+class UnlearnModule(L.LightningModule):
+    """Base class of every unlearning method.
+
+    Args:
+        net: the network to unlearn, a copy of the original model theta_o; it is changed in place.
+        data: the forget/retain data.
+        epochs: passes over the epoch-defining stream (the longest of ``streams``).
+        lr: learning rate.
+        optimizer: ``"sgd"`` or ``"adam"``.
+        momentum: SGD momentum.
+        weight_decay: coupled (L2) weight decay.
+        batch_size: per-stream batch size.
+        scheduler: ``"cosine"`` (per step, to 0) or ``"constant"``.
+    """
+
+    streams: ClassVar[tuple[str, ...]] = ("retain",)
+    one_shot: ClassVar[bool] = False
+    uses_recipe: ClassVar[bool] = False  # retrain: epochs/lr/... come from the dataset's recipe
+
+    def __init__(self, net: nn.Module, data: UnlearnData, *, epochs: int = 10, lr: float = 0.01,
+                 optimizer: str = "sgd", momentum: float = 0.9, weight_decay: float = 5e-4,
+                 batch_size: int = 128, scheduler: str = "cosine") -> None:
+        super().__init__()
+        if optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', not {optimizer!r}")
+        if scheduler not in ("cosine", "constant"):
+            raise ValueError(f"scheduler must be 'cosine' or 'constant', not {scheduler!r}")
+        self.save_hyperparameters(ignore=["net", "data"])
+        self.net = net
+        self.data = data
+        self.unlearn_seconds = 0.0
+        self._frozen: set[str] = set()
+        self._t0 = 0.0
+        self._aug_gen = torch.Generator().manual_seed(data.seed)
+        if self.one_shot:
+            self.automatic_optimization = False
+
+    # ---- hooks a method overrides ---------------------------------------------------
+    def unlearn_step(self, batch: dict[str, Batch]) -> dict[str, torch.Tensor]:
+        """One optimisation step's objective. Returns a dict with at least ``"loss"``."""
+        raise NotImplementedError
+
+    def unlearn_once(self) -> dict[str, float]:
+        """The whole update of a one-shot method (``one_shot = True``)."""
+        raise NotImplementedError
+
+    def on_unlearn_start(self) -> None:
+        """Set-up that counts as unlearning time (masks, teachers, noise)."""
+
+    def on_unlearn_end(self) -> None:
+        """Clean-up that counts as unlearning time (removing an extra neuron)."""
+
+    # ---- shared helpers -------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def freeze_copy(self, name: str, module: nn.Module | None = None) -> nn.Module:
+        """Registers a frozen copy (default: of ``self.net``): eval mode, no gradients,
+        BatchNorm statistics fixed. It stays in eval mode when Lightning calls ``train()``."""
+        frozen = copy.deepcopy(module if module is not None else self.net)
+        frozen.eval()
+        for p in frozen.parameters():
+            p.requires_grad_(False)
+        setattr(self, name, frozen)
+        self._frozen.add(name)
+        return frozen
+
+    def train(self, mode: bool = True) -> UnlearnModule:
+        super().train(mode)
+        for name in self._frozen:
+            getattr(self, name).eval()
+        return self
+
+    def loader(self, stream: str, shuffle: bool = True, batch_size: int | None = None) -> DataLoader:
+        """A loader over one stream: ``"forget"``, ``"retain"`` or ``"all"`` (= D)."""
+        offset = {"forget": 1, "retain": 2, "all": 3}[stream]
+        return make_loader(self.data, self.data.indices(stream), batch_size or self.hparams.batch_size,
+                           shuffle, seed=self.data.seed * 10 + offset)
+
+    def iterate(self, stream: str, train: bool = False, shuffle: bool = False,
+                batch_size: int | None = None) -> Iterator[Batch]:
+        """Batches of a stream on this module's device, transformed; for hooks that
+        loop by themselves (saliency masks, Fisher information)."""
+        for b in self.loader(stream, shuffle=shuffle, batch_size=batch_size):
+            b = Batch(*(t.to(self.device) for t in b))
+            yield b._replace(x=self.data.transform(b.x, train=train, generator=self._aug_gen))
+
+    def trainable(self) -> list[nn.Parameter]:
+        return [p for p in self.net.parameters() if p.requires_grad]
+
+    # ---- Lightning plumbing ---------------------------------------------------------
+    def train_dataloader(self) -> Any:
+        if self.one_shot:  # a single placeholder step; the work happens in unlearn_once
+            return DataLoader([0], batch_size=1)
+        loaders = {s: self.loader(s) for s in self.streams}
+        return CombinedLoader(loaders, mode="max_size_cycle")
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, dict):
+            return {k: self._prepare(v) for k, v in batch.items()}
+        return batch
+
+    def _prepare(self, b: Any) -> Any:
+        if isinstance(b, Batch) and b.x.dtype == torch.uint8:
+            return b._replace(x=self.data.transform(b.x, train=True, generator=self._aug_gen))
+        return b
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        params = self.trainable()
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler == "constant" or self.one_shot:
+            return opt
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_train_start(self) -> None:
+        self._sync()
+        self._t0 = time.perf_counter()
+        self.on_unlearn_start()
+
+    def on_train_end(self) -> None:
+        self.on_unlearn_end()
+        self._sync()
+        self.unlearn_seconds = time.perf_counter() - self._t0
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
+        if self.one_shot:
+            stats = self.unlearn_once() or {}
+            self.log_dict({f"unlearn/{k}": float(v) for k, v in stats.items()}, on_step=True)
+            return None
+        out = self.unlearn_step(batch)
+        loss = out["loss"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.global_step}; "
+                                     "lower the learning rate")
+        self.log_dict({f"unlearn/{k}": v.detach() if torch.is_tensor(v) else float(v) for k, v in out.items()},
+                      on_step=True, on_epoch=False, batch_size=self._batch_size(batch))
+        return loss
+
+    def _batch_size(self, batch: Any) -> int:
+        if isinstance(batch, dict):
+            return sum(len(b.y) for b in batch.values() if isinstance(b, Batch)) or 1
+        return 1
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)

@@ -1,0 +1,251 @@
+"""Grid -> cells: methods x ratios x seeds for one dataset, references first, resume.
+
+A *group* is (dataset, scenario, ratio, seed): its split, its original model and
+its oracle are shared by every method. A *cell* is a group plus a method; its id
+is a hash of its resolved configuration, and a cell whose id already has an
+``ok`` record in ``results.jsonl`` is skipped.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import json
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from benchmark.config import method_config, to_dict
+from benchmark.data.datasets import ImageData, load_dataset
+from benchmark.data.splits import Split, check_ratio, make_split
+from benchmark.data.transforms import BatchTransform
+from benchmark.errors import BenchmarkError
+from benchmark.evaluate import cached_outputs, full_outputs, split_view
+from benchmark.loggers import make_logger
+from benchmark.metrics import MetricContext, compute_metrics, gap_metrics, metric_directions, save_outputs
+from benchmark.metrics import time_metrics, weight_distance
+from benchmark.models import MODELS, trainable_state
+from benchmark.module import METHODS, UnlearnData
+from benchmark.reference import Reference, get_reference
+from benchmark.report import print_table
+from benchmark.results import append_result, check_writable, git_revision, package_versions, read_results
+from benchmark.training import eval_device, fit
+from benchmark.version import PROTOCOL_VERSION
+
+MEMORISATION_MIN_GAP = 5.0  # points of forget accuracy theta_o must hold over theta_r
+
+
+def import_user_modules(names: list[str]) -> None:
+    """Imports ``imports=[...]`` so user methods register themselves, then the baselines."""
+    for name in names or []:
+        try:
+            importlib.import_module(str(name))
+        except ImportError as e:
+            raise BenchmarkError(f"cannot import {name!r} from imports=[...] ({e}); "
+                                 "put its folder on PYTHONPATH or install it") from None
+    importlib.import_module("baselines")
+
+
+def resolve_methods(spec: Any) -> list[str]:
+    names = METHODS.names() if spec in ("all", None) else [str(m) for m in spec]
+    if not names:
+        raise BenchmarkError("methods is empty; name at least one, e.g. methods=[finetune]")
+    for n in names:
+        METHODS.get(n)  # did-you-mean on a typo
+    # the reference rows first, then the rest in the order given
+    return [m for m in ("original", "retrain") if m in names] + [m for m in names if m not in ("original", "retrain")]
+
+
+def _cell_id(cell: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(cell, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Group:
+    """What the methods of one (scenario, ratio, seed) share."""
+
+    split: Split
+    original: Reference
+    oracle: Reference
+    original_outputs: dict
+    oracle_outputs: dict
+    oracle_metrics: dict
+    warnings: list[str]
+
+
+class Runner:
+    """Runs one dataset's grid from a composed config (see ``benchmark.config.compose``)."""
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        import_user_modules(list(cfg.imports or []))
+        self.methods = resolve_methods(cfg.methods)
+        MODELS.get(str(cfg.model))
+        scenario = str(cfg.forget.scenario)
+        if scenario in ("random", "subclass") or (scenario == "class" and not cfg.forget.classes):
+            self.ratios = [check_ratio(r) for r in cfg.forget.ratios]
+        else:
+            self.ratios = [None]
+        if not self.ratios:
+            raise BenchmarkError("forget.ratios is empty; give at least one, e.g. forget.ratios=[0.1]")
+        self.seeds = [int(s) for s in cfg.seeds]
+        if not self.seeds:
+            raise BenchmarkError("seeds is empty; give at least one, e.g. seeds=[0]")
+        self.method_kwargs = {m: method_config(m, cfg) for m in self.methods}
+        self.out = check_writable(cfg.output_dir)
+        self.device = eval_device(cfg.trainer)
+        self.ds: ImageData | None = None
+
+    # ------------------------------------------------------------------ cells
+    def cell(self, method: str, ratio: float | None, seed: int) -> dict[str, Any]:
+        c = self.cfg
+        kwargs = self.method_kwargs[method]
+        if METHODS.get(method).uses_recipe:
+            kwargs = {**kwargs, "recipe": to_dict(c.data.recipe)}
+        return {"dataset": to_dict(c.data), "model": str(c.model), "method": method, "method_args": kwargs,
+                "scenario": str(c.forget.scenario), "ratio": ratio, "seed": seed,
+                "classes": to_dict(c.forget)["classes"], "indices_file": c.forget.indices_file,
+                "protocol_version": PROTOCOL_VERSION}
+
+    def run(self) -> list[dict[str, Any]]:
+        cfg = self.cfg
+        done = {r["cell_id"] for r in read_results(self.out) if r.get("status") == "ok"}
+        cells = [(r, s, m) for r in self.ratios for s in self.seeds for m in self.methods]
+        ids = {(r, s, m): _cell_id(self.cell(m, r, s)) for r, s, m in cells}
+        todo = [k for k in cells if ids[k] not in done]
+        print(f"[bench] {cfg.dataset}/{cfg.forget.scenario}: {len(cells)} cells "
+              f"({len(cells) - len(todo)} done already), methods: {', '.join(self.methods)}", flush=True)
+        logger = make_logger(cfg)
+        t_start, n_done = time.perf_counter(), 0
+        for ratio in self.ratios:
+            for seed in self.seeds:
+                pending = [m for m in self.methods if (ratio, seed, m) in todo]
+                if not pending:
+                    continue
+                group = self.prepare_group(ratio, seed)
+                for method in pending:
+                    record = self.run_cell(group, method, ratio, seed, ids[(ratio, seed, method)])
+                    append_result(self.out, record)
+                    logger.log_cell(record)
+                    n_done += 1
+                    eta = (time.perf_counter() - t_start) / n_done * (len(todo) - n_done)
+                    print(_progress_line(record, n_done, len(todo), eta), flush=True)
+        logger.finish(self.out)
+        records = [r for r in read_results(self.out) if r.get("cell_id") in set(ids.values())]
+        print_table(records, self.methods)
+        return records
+
+    # ------------------------------------------------------------------ groups
+    def load_data(self) -> ImageData:
+        if self.ds is None:
+            d = self.cfg.data
+            t0 = time.perf_counter()
+            self.ds = load_dataset(str(d.name), d.root, bool(d.download), cache_dir=str(Path(self.cfg.cache_dir)))
+            print(f"[data] {d.name}: {len(self.ds.train_y)} train / {len(self.ds.test_y)} test images, "
+                  f"{self.ds.num_classes} classes ({time.perf_counter() - t0:.1f} s)", flush=True)
+        return self.ds
+
+    def transform(self) -> BatchTransform:
+        ds, aug = self.load_data(), self.cfg.data.augment
+        return BatchTransform(tuple(ds.mean), tuple(ds.std), int(aug.crop_pad), bool(aug.flip))
+
+    def prepare_group(self, ratio: float | None, seed: int) -> Group:
+        cfg, ds = self.cfg, self.load_data()
+        f = cfg.forget
+        split = make_split(ds.train_y.numpy(), str(f.scenario), ratio, seed,
+                           train_subset=cfg.data.train_subset, split_seed=int(cfg.data.split_seed),
+                           classes=list(f.classes) if f.classes else None, indices_file=f.indices_file)
+        split.save(Path(cfg.cache_dir) / "splits")
+        tf = self.transform()
+        refs = {}
+        for kind in ("original", "oracle"):
+            t0 = time.perf_counter()
+            refs[kind] = get_reference(kind, cfg, ds, split, tf)
+            how = "reused from cache" if refs[kind].cached else "trained"
+            print(f"[ref] {kind} {how} ({refs[kind].key}, {time.perf_counter() - t0:.1f} s)", flush=True)
+        outdir = Path(cfg.cache_dir) / "outputs"
+        bs = int(cfg.eval.batch_size)
+        o_full = cached_outputs(outdir / f"{refs['original'].key}.npz", refs["original"].net, ds, split, tf,
+                                self.device, bs)
+        r_full = cached_outputs(outdir / f"{refs['oracle'].key}.npz", refs["oracle"].net, ds, split, tf,
+                                self.device, bs)
+        r_view = split_view(r_full, split)
+        r_metrics, _ = compute_metrics(self.context(r_view, split, seed))
+        o_acc = float((split_view(o_full, split)["forget"].logits.argmax(1) == split_view(o_full, split)["forget"].labels).mean() * 100)
+        r_acc = float(r_metrics["eval/forget/acc"])
+        warnings = []
+        if o_acc - r_acc < MEMORISATION_MIN_GAP:
+            warnings.append(f"the original has not memorised the forget set: forget accuracy {o_acc:.1f} vs "
+                            f"the oracle's {r_acc:.1f} (< {MEMORISATION_MIN_GAP:.0f} points); rankings mean "
+                            "little here. Train longer, on a smaller subset, or with less augmentation.")
+            print(f"warning: {warnings[-1]}", flush=True)
+        return Group(split, refs["original"], refs["oracle"], o_full, r_full, r_metrics, warnings)
+
+    def context(self, view: dict, split: Split, seed: int) -> MetricContext:
+        return MetricContext(outputs=view, forget_classes=split.forget_classes, num_classes=self.load_data().num_classes,
+                             reference_outputs=[], mia_shadow_max=int(self.cfg.eval.mia_shadow_max), seed=seed)
+
+    # ------------------------------------------------------------------ one cell
+    def run_cell(self, g: Group, method: str, ratio: float | None, seed: int, cell_id: str) -> dict[str, Any]:
+        cfg, ds, split = self.cfg, self.load_data(), g.split
+        cls = METHODS.get(method)
+        base = {"cell_id": cell_id, "dataset": str(cfg.dataset), "model": str(cfg.model), "method": method,
+                "scenario": str(cfg.forget.scenario), "ratio": ratio, "seed": seed, "split_hash": split.sha256,
+                "protocol_version": PROTOCOL_VERSION, "config": {**to_dict(cfg), "cell": self.cell(method, ratio, seed)},
+                "versions": package_versions(), "git": git_revision(), "warnings": list(g.warnings),
+                "reference": {"original": g.original.key, "oracle": g.oracle.key}, "time": time.time()}
+        try:
+            if method == "original":
+                net, seconds, full = g.original.net, 0.0, g.original_outputs
+            elif cls.uses_recipe:  # retrain: the cached oracle is this row
+                net, seconds, full = g.oracle.net, g.oracle.train_seconds, g.oracle_outputs
+            else:
+                L.seed_everything(seed, workers=True, verbose=False)
+                data = UnlearnData(images=ds.train_x, labels=ds.train_y, forget=torch.as_tensor(split.forget),
+                                   retain=torch.as_tensor(split.retain), transform=self.transform(),
+                                   num_classes=ds.num_classes, scenario=split.scenario,
+                                   forget_classes=split.forget_classes, seed=seed)
+                module = cls(copy.deepcopy(g.original.net), data, **self.method_kwargs[method])
+                seconds = fit(module, cfg.trainer)
+                net = module.net.cpu()
+                full = full_outputs(net, ds, split, self.transform(), self.device, int(cfg.eval.batch_size))
+                save_outputs(self.out / "outputs" / f"{cell_id}.npz", full)
+            metrics, undefined = compute_metrics(self.context(split_view(full, split), split, seed))
+            metrics.update(gap_metrics(metrics, g.oracle_metrics))
+            theta = trainable_state(net)
+            metrics["weight/dist_original"] = weight_distance(theta, trainable_state(g.original.net))
+            metrics["weight/dist_oracle"] = weight_distance(theta, trainable_state(g.oracle.net))
+            t = time_metrics(seconds, g.oracle.train_seconds)
+            metrics.update({k: (None if _is_undefined(v) else v) for k, v in t.items()})
+            undefined.update({k: v.reason for k, v in t.items() if _is_undefined(v)})
+            undefined.update({k: "undefined" for k, v in metrics.items() if v is None and k not in undefined})
+            return {**base, "status": "ok", "metrics": metrics, "undefined": undefined,
+                    "directions": metric_directions()}
+        except BenchmarkError:
+            raise
+        except Exception as e:  # noqa: BLE001 - one failing cell must not stop the sweep
+            tb = traceback.format_exc(limit=3)
+            print(f"[fail] {method} ratio={ratio} seed={seed}: {type(e).__name__}: {e}", flush=True)
+            return {**base, "status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": tb, "metrics": {}}
+
+
+def _is_undefined(v: Any) -> bool:
+    return v is None or hasattr(v, "reason")
+
+
+def _progress_line(r: dict[str, Any], i: int, n: int, eta: float) -> str:
+    m = r.get("metrics", {})
+
+    def f(k: str) -> str:
+        v = m.get(k)
+        return "-" if v is None else f"{v:.1f}"
+
+    status = "" if r["status"] == "ok" else " FAILED"
+    return (f"[{i}/{n}] {r['method']:<16} ratio={r['ratio']} seed={r['seed']}{status}  UA {f('eval/ua')}  "
+            f"RA {f('eval/ra')}  TA {f('eval/ta')}  gap {f('gap/avg')}  {f('time/unlearn_s')} s  ETA {eta:.0f} s")

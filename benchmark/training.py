@@ -1,0 +1,58 @@
+"""Builds Lightning trainers from ``cfg.trainer`` and runs an ``UnlearnModule`` to the end."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+
+from benchmark.module import UnlearnModule
+
+for _name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero",
+              "lightning.pytorch.accelerators.cuda"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=r".*number of training batches.*")
+warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+
+def build_trainer(trainer_cfg: Any, max_epochs: int, callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
+    """A quiet trainer: no checkpoints, no progress bar, no validation loop."""
+    tc = dict(trainer_cfg or {})
+    return L.Trainer(
+        accelerator=tc.get("accelerator", "auto"),
+        devices=tc.get("devices", 1),
+        strategy=tc.get("strategy", "auto"),
+        precision=tc.get("precision", "32-true"),
+        max_epochs=max(1, int(max_epochs)),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        callbacks=list(callbacks),
+        use_distributed_sampler=True,
+    )
+
+
+def fit(module: UnlearnModule, trainer_cfg: Any, callbacks: Sequence[L.Callback] = ()) -> float:
+    """Runs the unlearning phase; returns its wall seconds (CUDA synchronised, evaluation excluded)."""
+    epochs = 1 if module.one_shot else int(module.hparams.epochs)
+    trainer = build_trainer(trainer_cfg, epochs, callbacks)
+    trainer.fit(module)
+    module.net.to("cpu" if not torch.cuda.is_available() else module.device)
+    return float(module.unlearn_seconds)
+
+
+def eval_device(trainer_cfg: Any) -> torch.device:
+    """The device evaluation runs on: the first GPU when the trainer may use one."""
+    acc = str(dict(trainer_cfg or {}).get("accelerator", "auto"))
+    if acc in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")

@@ -1,8 +1,14 @@
 """One file per unlearning method. Importing this package registers them all in
-``benchmark.module.METHODS`` under their module names."""
+``benchmark.module.METHODS`` under their module names, then the config-only variants:
+a ``configs/method/<name>.yaml`` with ``base: <method>`` (e.g. ``ieu_no_noise``) is the
+same class with other defaults, registered as ``<name>``."""
 
 import importlib
 import pkgutil
 
+from benchmark.config import register_method_variants
+
 for _info in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_info.name}")
+
+register_method_variants()

@@ -74,13 +74,33 @@ def compose(overrides: list[str] | None = None, config_dir: Path | None = None) 
     return cfg
 
 
-def method_config(name: str, cfg: DictConfig, config_dir: Path | None = None) -> dict[str, Any]:
-    """A method's keyword arguments: its YAML, then ``method_args.<name>``."""
+VARIANT_KEY = "base"  # a method YAML with `base: ieu` is a variant of the registered method `ieu`
+
+
+def register_method_variants(config_dir: Path | None = None) -> None:
+    """Registers each ``configs/method/<name>.yaml`` that names a ``base`` method as ``<name>``."""
+    from benchmark.module import METHODS
+
+    for path in sorted((config_dir or CONFIG_DIR).glob("method/*.yaml")):
+        base = _load_yaml(path, "method").get(VARIANT_KEY)
+        if base and path.stem not in METHODS:
+            METHODS.register(path.stem)(METHODS.get(str(base)))
+
+
+def method_config(name: str, cfg: DictConfig | None = None, config_dir: Path | None = None) -> dict[str, Any]:
+    """A method's keyword arguments: its base's YAML (for a variant), its YAML, then
+    ``method_args.<name>``."""
     cdir = config_dir or CONFIG_DIR
     path = cdir / "method" / f"{name}.yaml"
     kwargs: dict[str, Any] = {}
     if path.is_file():
-        kwargs.update(OmegaConf.to_container(_load_yaml(path, "method"), resolve=True) or {})
+        own = OmegaConf.to_container(_load_yaml(path, "method"), resolve=True) or {}
+        base = own.pop(VARIANT_KEY, None)
+        if base:
+            kwargs.update(method_config(str(base), None, cdir))
+        kwargs.update(own)
+    if cfg is None:
+        return kwargs
     extra = cfg.get("method_args", {}).get(name)
     if extra:
         kwargs.update(OmegaConf.to_container(extra, resolve=True))

@@ -45,7 +45,7 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def reference_key(kind: str, cfg: Any, split: Split) -> str:
+def reference_key(kind: str, cfg: Any, split: Split, seed: int) -> str:
     """Cache key of a reference model: a hash of everything that determines it."""
     data = cfg.data
     fields = {
@@ -57,7 +57,7 @@ def reference_key(kind: str, cfg: Any, split: Split) -> str:
         "model": str(cfg.model),
         "recipe": dict(data.recipe),
         "augment": dict(data.augment),
-        "seed": int(split.seed),
+        "seed": int(seed),
         "protocol": PROTOCOL_VERSION,
     }
     return f"{kind}-{_hash(fields)[:20]}"
@@ -98,11 +98,11 @@ def load_checked(path: Path, what: str) -> Any | None:
         return None
 
 
-def get_reference(kind: str, cfg: Any, ds: ImageData, split: Split, transform: BatchTransform) -> Reference:
-    """Loads theta_o or theta_r from the cache, or trains and caches it."""
-    key = reference_key(kind, cfg, split)
+def get_reference(kind: str, cfg: Any, ds: ImageData, split: Split, transform: BatchTransform, seed: int) -> Reference:
+    """Loads theta_o or theta_r (trained with ``seed``) from the cache, or trains and caches it."""
+    key = reference_key(kind, cfg, split, seed)
     path = Path(cfg.cache_dir) / "models" / f"{key}.pt"
-    net = _fresh_net(cfg, ds, split.seed)
+    net = _fresh_net(cfg, ds, seed)
     blob = load_checked(path, f"{kind} model")
     if blob is not None:
         try:
@@ -110,14 +110,14 @@ def get_reference(kind: str, cfg: Any, ds: ImageData, split: Split, transform: B
             return Reference(kind, key, net, float(blob["train_seconds"]), cached=True)
         except (KeyError, RuntimeError) as e:
             print(f"warning: cached {kind} model {path} does not match the model ({str(e)[:80]}); retraining it")
-            net = _fresh_net(cfg, ds, split.seed)
+            net = _fresh_net(cfg, ds, seed)
     train_idx = split.train if kind == "original" else split.retain
     data = UnlearnData(images=ds.train_x, labels=ds.train_y, forget=torch.as_tensor(split.forget),
                        retain=torch.as_tensor(train_idx), transform=transform, num_classes=ds.num_classes,
-                       scenario=split.scenario, forget_classes=split.forget_classes, seed=split.seed)
+                       scenario=split.scenario, forget_classes=split.forget_classes, seed=seed)
     recipe = dict(cfg.data.recipe)
     module = METHODS.get("retrain")(net, data, reinit=False, scheduler="cosine", optimizer="sgd", **recipe)
-    L.seed_everything(split.seed, workers=True, verbose=False)
+    L.seed_everything(seed, workers=True, verbose=False)
     t0 = time.perf_counter()
     seconds = fit(module, cfg.trainer)
     wall = time.perf_counter() - t0

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 
 from benchmark.config import method_config, to_dict
@@ -28,12 +29,20 @@ from benchmark.data.transforms import BatchTransform
 from benchmark.errors import BenchmarkError
 from benchmark.evaluate import cached_outputs, full_outputs, split_view
 from benchmark.loggers import make_logger
-from benchmark.metrics import MetricContext, compute_metrics, gap_metrics, metric_directions, save_outputs
-from benchmark.metrics import time_metrics, weight_distance
+from benchmark.metrics import (
+    MetricContext,
+    compute_metrics,
+    gap_metrics,
+    metric_directions,
+    save_outputs,
+    split_values,
+    time_metrics,
+    weight_distance,
+)
 from benchmark.models import MODELS, trainable_state
 from benchmark.module import METHODS, UnlearnData
 from benchmark.reference import Reference, get_reference
-from benchmark.report import print_table
+from benchmark.report import print_table, write_summary
 from benchmark.results import append_result, check_writable, git_revision, package_versions, read_results
 from benchmark.training import eval_device, fit
 from benchmark.version import PROTOCOL_VERSION
@@ -77,6 +86,7 @@ class Group:
     oracle_outputs: dict
     oracle_metrics: dict
     warnings: list[str]
+    rmia_refs: list[dict] | None = None  # other seeds' oracle views (same D_f), for RMIA
 
 
 class Runner:
@@ -111,6 +121,7 @@ class Runner:
         return {"dataset": to_dict(c.data), "model": str(c.model), "method": method, "method_args": kwargs,
                 "scenario": str(c.forget.scenario), "ratio": ratio, "seed": seed,
                 "classes": to_dict(c.forget)["classes"], "indices_file": c.forget.indices_file,
+                "forget_seed": c.forget.seed,
                 "protocol_version": PROTOCOL_VERSION}
 
     def run(self) -> list[dict[str, Any]]:
@@ -124,11 +135,14 @@ class Runner:
         logger = make_logger(cfg)
         t_start, n_done = time.perf_counter(), 0
         for ratio in self.ratios:
+            if not any(k[0] == ratio for k in todo):
+                continue
+            # references of every seed first: the oracles of the other seeds are RMIA's reference models
+            groups = {seed: self.prepare_group(ratio, seed) for seed in self.seeds}
+            self.attach_rmia_references(groups)
             for seed in self.seeds:
                 pending = [m for m in self.methods if (ratio, seed, m) in todo]
-                if not pending:
-                    continue
-                group = self.prepare_group(ratio, seed)
+                group = groups[seed]
                 for method in pending:
                     record = self.run_cell(group, method, ratio, seed, ids[(ratio, seed, method)])
                     append_result(self.out, record)
@@ -139,6 +153,7 @@ class Runner:
         logger.finish(self.out)
         records = [r for r in read_results(self.out) if r.get("cell_id") in set(ids.values())]
         print_table(records, self.methods)
+        write_summary(self.out, read_results(self.out))
         return records
 
     # ------------------------------------------------------------------ groups
@@ -158,7 +173,8 @@ class Runner:
     def prepare_group(self, ratio: float | None, seed: int) -> Group:
         cfg, ds = self.cfg, self.load_data()
         f = cfg.forget
-        split = make_split(ds.train_y.numpy(), str(f.scenario), ratio, seed,
+        forget_seed = seed if f.seed is None else int(f.seed)
+        split = make_split(ds.train_y.numpy(), str(f.scenario), ratio, forget_seed,
                            train_subset=cfg.data.train_subset, split_seed=int(cfg.data.split_seed),
                            classes=list(f.classes) if f.classes else None, indices_file=f.indices_file)
         split.save(Path(cfg.cache_dir) / "splits")
@@ -166,7 +182,7 @@ class Runner:
         refs = {}
         for kind in ("original", "oracle"):
             t0 = time.perf_counter()
-            refs[kind] = get_reference(kind, cfg, ds, split, tf)
+            refs[kind] = get_reference(kind, cfg, ds, split, tf, seed)
             how = "reused from cache" if refs[kind].cached else "trained"
             print(f"[ref] {kind} {how} ({refs[kind].key}, {time.perf_counter() - t0:.1f} s)", flush=True)
         outdir = Path(cfg.cache_dir) / "outputs"
@@ -175,10 +191,9 @@ class Runner:
                                 self.device, bs)
         r_full = cached_outputs(outdir / f"{refs['oracle'].key}.npz", refs["oracle"].net, ds, split, tf,
                                 self.device, bs)
-        r_view = split_view(r_full, split)
-        r_metrics, _ = compute_metrics(self.context(r_view, split, seed))
-        o_acc = float((split_view(o_full, split)["forget"].logits.argmax(1) == split_view(o_full, split)["forget"].labels).mean() * 100)
-        r_acc = float(r_metrics["eval/forget/acc"])
+        r_metrics, _ = compute_metrics(self.context(split_view(r_full, split), split, seed))
+        o_metrics, _ = compute_metrics(self.context(split_view(o_full, split), split, seed), ["eval/forget/acc"])
+        o_acc, r_acc = float(o_metrics["eval/forget/acc"]), float(r_metrics["eval/forget/acc"])
         warnings = []
         if o_acc - r_acc < MEMORISATION_MIN_GAP:
             warnings.append(f"the original has not memorised the forget set: forget accuracy {o_acc:.1f} vs "
@@ -187,9 +202,20 @@ class Runner:
             print(f"warning: {warnings[-1]}", flush=True)
         return Group(split, refs["original"], refs["oracle"], o_full, r_full, r_metrics, warnings)
 
-    def context(self, view: dict, split: Split, seed: int) -> MetricContext:
+    def context(self, view: dict, split: Split, seed: int, refs: list[dict] | None = None) -> MetricContext:
         return MetricContext(outputs=view, forget_classes=split.forget_classes, num_classes=self.load_data().num_classes,
-                             reference_outputs=[], mia_shadow_max=int(self.cfg.eval.mia_shadow_max), seed=seed)
+                             reference_outputs=refs or [], mia_shadow_max=int(self.cfg.eval.mia_shadow_max), seed=seed)
+
+    def attach_rmia_references(self, groups: dict[int, Group]) -> None:
+        """RMIA's reference models are the other seeds' oracles, valid only when none of them
+        trained on this D_f: the forget set must be the same for every seed (forget.seed)."""
+        for seed, g in groups.items():
+            others = [o for s, o in groups.items() if s != seed]
+            if others and all(np.array_equal(o.split.forget, g.split.forget) for o in others):
+                g.rmia_refs = [split_view(o.oracle_outputs, o.split) for o in others]
+                # the oracle's own RMIA value is the target; recompute its metrics with references
+                g.oracle_metrics, _ = compute_metrics(self.context(split_view(g.oracle_outputs, g.split), g.split,
+                                                                   seed, g.rmia_refs))
 
     # ------------------------------------------------------------------ one cell
     def run_cell(self, g: Group, method: str, ratio: float | None, seed: int, cell_id: str) -> dict[str, Any]:
@@ -216,15 +242,17 @@ class Runner:
                 net = module.net.cpu()
                 full = full_outputs(net, ds, split, self.transform(), self.device, int(cfg.eval.batch_size))
                 save_outputs(self.out / "outputs" / f"{cell_id}.npz", full)
-            metrics, undefined = compute_metrics(self.context(split_view(full, split), split, seed))
-            metrics.update(gap_metrics(metrics, g.oracle_metrics))
+            metrics, undefined = compute_metrics(self.context(split_view(full, split), split, seed, g.rmia_refs))
+            if g.rmia_refs is None and len(self.seeds) > 1:
+                undefined["eval/mia/rmia_auc"] = ("the forget set differs between seeds, so the other seeds' oracles "
+                                                  "trained on part of it; fix it with forget.seed=K")
             theta = trainable_state(net)
-            metrics["weight/dist_original"] = weight_distance(theta, trainable_state(g.original.net))
-            metrics["weight/dist_oracle"] = weight_distance(theta, trainable_state(g.oracle.net))
-            t = time_metrics(seconds, g.oracle.train_seconds)
-            metrics.update({k: (None if _is_undefined(v) else v) for k, v in t.items()})
-            undefined.update({k: v.reason for k, v in t.items() if _is_undefined(v)})
-            undefined.update({k: "undefined" for k, v in metrics.items() if v is None and k not in undefined})
+            derived = {**gap_metrics(metrics, g.oracle_metrics), **time_metrics(seconds, g.oracle.train_seconds),
+                       "weight/dist_original": weight_distance(theta, trainable_state(g.original.net)),
+                       "weight/dist_oracle": weight_distance(theta, trainable_state(g.oracle.net))}
+            values, reasons = split_values(derived)
+            metrics.update(values)
+            undefined.update(reasons)
             return {**base, "status": "ok", "metrics": metrics, "undefined": undefined,
                     "directions": metric_directions()}
         except BenchmarkError:
@@ -233,10 +261,6 @@ class Runner:
             tb = traceback.format_exc(limit=3)
             print(f"[fail] {method} ratio={ratio} seed={seed}: {type(e).__name__}: {e}", flush=True)
             return {**base, "status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": tb, "metrics": {}}
-
-
-def _is_undefined(v: Any) -> bool:
-    return v is None or hasattr(v, "reason")
 
 
 def _progress_line(r: dict[str, Any], i: int, n: int, eta: float) -> str:

@@ -1,0 +1,177 @@
+"""Metrics computed by the caller from records, weights and timings: gaps, weight distance, cost."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from benchmark.errors import BenchmarkError
+from benchmark.metrics.core import METRICS, NotedFloat, Undefined, is_defined
+
+if TYPE_CHECKING:
+    import torch
+
+#: gap key -> the record key it compares.
+GAP_KEYS: dict[str, str] = {
+    "gap/ua": "eval/ua",
+    "gap/ra": "eval/ra",
+    "gap/ta": "eval/ta",
+    "gap/mia_efficacy": "eval/mia/efficacy",
+}
+
+#: Definitions and directions of the keys the caller computes with this module.
+DERIVED_DIRECTIONS: dict[str, str] = {
+    **dict.fromkeys(GAP_KEYS, "lower"),
+    "gap/avg": "lower",
+    "time/unlearn_s": "lower",
+    "time/rte": "higher",
+    "weight/dist_original": "info",
+    "weight/dist_oracle": "lower",
+}
+
+DERIVED_DOCS: dict[str, str] = {
+    "gap/ua": "|UA(theta_u) - UA(theta_r)|, percentage points.",
+    "gap/ra": "|RA(theta_u) - RA(theta_r)|, percentage points.",
+    "gap/ta": "|TA(theta_u) - TA(theta_r)|, percentage points.",
+    "gap/mia_efficacy": "|MIA-efficacy(theta_u) - MIA-efficacy(theta_r)|, percentage points.",
+    "gap/avg": "Avg Gap: mean of the four gaps (of the other three, noted, if MIA is undefined).",
+    "time/unlearn_s": "Wall seconds of the unlearning phase alone (evaluation excluded).",
+    "time/rte": "RTE = retrain seconds / unlearning seconds (speed-up over retraining).",
+    "weight/dist_original": "||theta_u - theta_o|| / ||theta_o|| over trainable parameters.",
+    "weight/dist_oracle": "||theta_u - theta_r|| / ||theta_r|| over trainable parameters.",
+}
+
+
+def _lookup(record: Mapping[str, Any], key: str, who: str) -> float | Undefined:
+    if key not in record:
+        return Undefined(f"{key} missing from the {who} record")
+    v = record[key]
+    if isinstance(v, Undefined):
+        return Undefined(f"{key} undefined for the {who}: {v.reason}")
+    if not is_defined(v):
+        return Undefined(f"{key} undefined for the {who}")
+    return float(v)
+
+
+def gap_metrics(
+    unlearned: Mapping[str, Any], oracle: Mapping[str, Any]
+) -> dict[str, float | Undefined]:
+    """Absolute gaps to the retrain oracle and their average (SalUn's "Avg Gap").
+
+    ``gap/<m> = |m(theta_u) - m(theta_r)|`` in percentage points for m in UA, RA,
+    TA and MIA-efficacy; ``gap/avg`` is the mean of the four. If MIA-efficacy is
+    undefined on either side, ``gap/avg`` is the mean of the other three and is a
+    :class:`NotedFloat` whose note says so; if UA, RA or TA is undefined,
+    ``gap/avg`` is undefined.
+
+    Args:
+        unlearned: The unlearned model's values (``eval/ua``, ``eval/ra``, ...);
+            ``None`` or :class:`Undefined` mark undefined ones.
+        oracle: The retrain oracle's values, same keys.
+
+    Returns:
+        Gap key -> value in points, or :class:`Undefined` with a reason.
+    """
+    out: dict[str, float | Undefined] = {}
+    for gap_key, key in GAP_KEYS.items():
+        u, o = _lookup(unlearned, key, "unlearned model"), _lookup(oracle, key, "oracle")
+        bad = [v for v in (u, o) if isinstance(v, Undefined)]
+        out[gap_key] = Undefined("; ".join(b.reason for b in bad)) if bad else abs(u - o)
+    core = ["gap/ua", "gap/ra", "gap/ta"]
+    missing = [k for k in core if isinstance(out[k], Undefined)]
+    if missing:
+        out["gap/avg"] = Undefined(f"{', '.join(missing)} undefined")
+    elif isinstance(out["gap/mia_efficacy"], Undefined):
+        mean = sum(out[k] for k in core) / len(core)
+        out["gap/avg"] = NotedFloat(
+            mean,
+            "mean over gap/ua, gap/ra, gap/ta only: gap/mia_efficacy undefined "
+            f"({out['gap/mia_efficacy'].reason})",
+        )
+    else:
+        out["gap/avg"] = sum(out[k] for k in GAP_KEYS) / len(GAP_KEYS)
+    return out
+
+
+def weight_distance(
+    state_a: Mapping[str, torch.Tensor],
+    state_b: Mapping[str, torch.Tensor],
+    keys: Iterable[str] | None = None,
+) -> float | Undefined:
+    """Relative distance ``||a - b|| / ||b||`` (Frobenius norm over all ``keys`` together).
+
+    Args:
+        state_a: State dict of the model to measure (theta_u).
+        state_b: State dict of the reference (theta_o or theta_r).
+        keys: Names to include; the caller passes the trainable-parameter names.
+            Default: every floating-point tensor of ``state_b`` (this includes
+            BatchNorm running statistics; pass keys to follow the protocol).
+
+    Returns:
+        The distance (accumulated in float64), or :class:`Undefined` when
+        ``||b|| = 0`` or a weight is not finite.
+
+    Raises:
+        BenchmarkError: A key is missing from either state or shapes differ.
+    """
+    import torch
+
+    names = (
+        [k for k, v in state_b.items() if torch.is_floating_point(v)]
+        if keys is None
+        else list(keys)
+    )
+    if not names:
+        raise BenchmarkError("weight_distance: no tensors to compare")
+    missing = [k for k in names if k not in state_a or k not in state_b]
+    if missing:
+        raise BenchmarkError(f"weight_distance: keys missing from a state dict: {missing[:5]}")
+    diff_sq = ref_sq = 0.0
+    for k in names:
+        a = state_a[k].detach().to(device="cpu", dtype=torch.float64)
+        b = state_b[k].detach().to(device="cpu", dtype=torch.float64)
+        if a.shape != b.shape:
+            raise BenchmarkError(
+                f"weight_distance: {k} has shape {tuple(a.shape)} vs {tuple(b.shape)}"
+            )
+        diff_sq += float((a - b).square().sum())
+        ref_sq += float(b.square().sum())
+    if not (math.isfinite(diff_sq) and math.isfinite(ref_sq)):
+        return Undefined("weights contain non-finite values")
+    if ref_sq == 0.0:
+        return Undefined("the reference weights have zero norm")
+    return math.sqrt(diff_sq / ref_sq)
+
+
+def time_metrics(unlearn_s: float, oracle_s: float | None) -> dict[str, float | Undefined]:
+    """Cost of unlearning: ``time/unlearn_s`` and ``time/rte = oracle_s / unlearn_s``.
+
+    Args:
+        unlearn_s: Wall seconds of the unlearning phase (0 for the no-op ``original``).
+        oracle_s: Wall seconds of training the retrain oracle (``None`` if unknown).
+
+    Returns:
+        ``{"time/unlearn_s": ..., "time/rte": ...}``; RTE is :class:`Undefined`
+        when ``unlearn_s == 0`` ("no unlearning time") or the oracle time is unknown.
+    """
+    if not (math.isfinite(unlearn_s) and unlearn_s >= 0):
+        raise BenchmarkError(f"unlearn_s must be a finite number >= 0, got {unlearn_s}")
+    rte: float | Undefined
+    if unlearn_s == 0:
+        rte = Undefined("no unlearning time")
+    elif oracle_s is None or not math.isfinite(oracle_s) or oracle_s <= 0:
+        rte = Undefined(f"no retrain time recorded (got {oracle_s})")
+    else:
+        rte = oracle_s / unlearn_s
+    return {"time/unlearn_s": float(unlearn_s), "time/rte": rte}
+
+
+def metric_directions() -> dict[str, str]:
+    """Record key -> "higher", "lower", "oracle" (closer to the oracle is better) or "info"."""
+    return {**{name: m.direction for name, m in METRICS.items()}, **DERIVED_DIRECTIONS}
+
+
+def metric_docs() -> dict[str, str]:
+    """Record key -> one-line definition, for every key of :func:`metric_directions`."""
+    return {**{name: m.summary for name, m in METRICS.items()}, **DERIVED_DOCS}

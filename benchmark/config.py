@@ -59,12 +59,14 @@ def compose(overrides: list[str] | None = None, config_dir: Path | None = None) 
     preset = _load_yaml(cdir / "preset" / f"{preset_name}.yaml", "preset") if preset_name else OmegaConf.create({})
     dataset = cli.get("dataset", preset.get("dataset", base.get("dataset")))
     data = _load_yaml(cdir / "dataset" / f"{dataset}.yaml", "dataset")
+    # a dataset may carry defaults for other keys (e.g. a larger attack budget for tiny data)
+    dataset_overrides = data.pop("overrides", None) or {}
     cfg = OmegaConf.merge(base, {"dataset": dataset, "data": data})
     OmegaConf.set_struct(cfg, True)
-    for free in ("method_args",):  # free-form dicts
-        OmegaConf.set_struct(cfg[free], False)
+    for free in ("method_args", "method_defaults", "attack.attacker_args"):  # free-form dicts
+        OmegaConf.set_struct(OmegaConf.select(cfg, free), False)
     try:
-        cfg = OmegaConf.merge(cfg, preset, cli)
+        cfg = OmegaConf.merge(cfg, dataset_overrides, preset, cli)
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or str(e).splitlines()[0]
@@ -89,7 +91,7 @@ def register_method_variants(config_dir: Path | None = None) -> None:
 
 def method_config(name: str, cfg: DictConfig | None = None, config_dir: Path | None = None) -> dict[str, Any]:
     """A method's keyword arguments: its base's YAML (for a variant), its YAML, then
-    ``method_args.<name>``."""
+    ``method_defaults`` (every method), then ``method_args.<name>``."""
     cdir = config_dir or CONFIG_DIR
     path = cdir / "method" / f"{name}.yaml"
     kwargs: dict[str, Any] = {}
@@ -101,10 +103,28 @@ def method_config(name: str, cfg: DictConfig | None = None, config_dir: Path | N
         kwargs.update(own)
     if cfg is None:
         return kwargs
+    common = cfg.get("method_defaults")
+    if common:
+        kwargs.update(OmegaConf.to_container(common, resolve=True))
     extra = cfg.get("method_args", {}).get(name)
     if extra:
         kwargs.update(OmegaConf.to_container(extra, resolve=True))
     return kwargs
+
+
+def attacker_config(name: str, cfg: DictConfig, config_dir: Path | None = None) -> dict[str, Any]:
+    """An attacker's settings: ``configs/attack/<name>.yaml``, then ``attack.attacker_args.<name>``."""
+    from benchmark.callbacks.relearn import ATTACKERS
+
+    ATTACKERS.get(name)
+    path = (config_dir or CONFIG_DIR) / "attack" / f"{name}.yaml"
+    out: dict[str, Any] = {}
+    if path.is_file():
+        out.update(OmegaConf.to_container(_load_yaml(path, "attacker"), resolve=True) or {})
+    extra = cfg.attack.get("attacker_args", {}).get(name)
+    if extra:
+        out.update(OmegaConf.to_container(extra, resolve=True))
+    return out
 
 
 def to_dict(cfg: DictConfig) -> dict[str, Any]:

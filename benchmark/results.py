@@ -104,6 +104,15 @@ def append_result(output_dir: str | Path, record: dict[str, Any]) -> None:
         os.replace(tmp, path)
 
 
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Writes a file via a temporary file and a rename: readers see the old or the new file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def check_writable(output_dir: str | Path) -> Path:
     out = Path(output_dir)
     try:

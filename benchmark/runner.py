@@ -14,7 +14,7 @@ import importlib
 import json
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,16 @@ import lightning as L
 import numpy as np
 import torch
 
-from benchmark.config import method_config, to_dict
+from benchmark.callbacks.relearn import (
+    Curve,
+    Levels,
+    RelearnAttack,
+    RelearnTarget,
+    default_budget,
+    default_eval_every,
+    rcd_metrics,
+)
+from benchmark.config import attacker_config, method_config, to_dict
 from benchmark.data.datasets import ImageData, load_dataset
 from benchmark.data.splits import Split, check_ratio, make_split
 from benchmark.data.transforms import BatchTransform
@@ -43,7 +52,7 @@ from benchmark.models import MODELS, trainable_state
 from benchmark.module import METHODS, UnlearnData
 from benchmark.reference import Reference, get_reference
 from benchmark.report import print_table, write_summary
-from benchmark.results import append_result, check_writable, git_revision, package_versions, read_results
+from benchmark.results import append_result, atomic_write_text, check_writable, git_revision, package_versions, read_results
 from benchmark.training import eval_device, fit
 from benchmark.version import PROTOCOL_VERSION
 
@@ -87,6 +96,37 @@ class Group:
     oracle_metrics: dict
     warnings: list[str]
     rmia_refs: list[dict] | None = None  # other seeds' oracle views (same D_f), for RMIA
+    attack: AttackPlan | None = None
+    ref_curves: dict[str, dict[str, Curve]] = field(default_factory=dict)  # original/oracle -> attacker -> curve
+
+
+@dataclass
+class AttackPlan:
+    """One group's relearning attack: data, levels, budget, attackers."""
+
+    target: RelearnTarget
+    levels: Levels
+    attackers: dict[str, dict[str, Any]]
+    max_steps: int
+    eval_every: int
+    seed: int
+    original_state: dict[str, torch.Tensor]
+    key: str  # hash of everything that determines an attack's curve besides the model
+
+    def callback(self) -> RelearnAttack:
+        return RelearnAttack(self.target, self.attackers, self.max_steps, self.eval_every, self.seed,
+                             self.original_state)
+
+    def cached_run(self, path: Path, net: torch.nn.Module, device: torch.device) -> dict[str, Curve]:
+        """Attacks a reference model once; its curves are cached next to the model."""
+        if path.exists():
+            try:
+                return {k: Curve.from_dict(v) for k, v in json.loads(path.read_text()).items()}
+            except (json.JSONDecodeError, TypeError, AttributeError):
+                print(f"warning: cached attack curves {path} are corrupt; recomputing them")
+        curves = self.callback().run(net, device)
+        atomic_write_text(path, json.dumps({k: c.to_dict() for k, c in curves.items()}))
+        return curves
 
 
 class Runner:
@@ -150,6 +190,8 @@ class Runner:
                     n_done += 1
                     eta = (time.perf_counter() - t_start) / n_done * (len(todo) - n_done)
                     print(_progress_line(record, n_done, len(todo), eta), flush=True)
+                if pending and cfg.attack.enabled:
+                    self.group_figure(ratio, seed, {ids[(ratio, seed, m)] for m in self.methods})
         logger.finish(self.out)
         records = [r for r in read_results(self.out) if r.get("cell_id") in set(ids.values())]
         print_table(records, self.methods)
@@ -200,7 +242,62 @@ class Runner:
                             f"the oracle's {r_acc:.1f} (< {MEMORISATION_MIN_GAP:.0f} points); rankings mean "
                             "little here. Train longer, on a smaller subset, or with less augmentation.")
             print(f"warning: {warnings[-1]}", flush=True)
-        return Group(split, refs["original"], refs["oracle"], o_full, r_full, r_metrics, warnings)
+        g = Group(split, refs["original"], refs["oracle"], o_full, r_full, r_metrics, warnings)
+        if cfg.attack.enabled:
+            g.attack = self.attack_plan(split, seed, split_view(o_full, split), split_view(r_full, split), g)
+            adir = Path(cfg.cache_dir) / "attacks"
+            for kind, ref in (("original", g.original), ("oracle", g.oracle)):
+                t0 = time.perf_counter()
+                g.ref_curves[kind] = g.attack.cached_run(adir / f"{ref.key}-{g.attack.key}.json", ref.net, self.device)
+                print(f"[attack] {kind}: " + ", ".join(
+                    f"{a} T={_t(c, g.attack.levels)}" for a, c in g.ref_curves[kind].items())
+                    + f" ({time.perf_counter() - t0:.1f} s)", flush=True)
+        return g
+
+    def group_figure(self, ratio: float | None, seed: int, cell_ids: set[str]) -> None:
+        from benchmark.figures import plot_relearn_group
+
+        recs = [r for r in read_results(self.out) if r.get("cell_id") in cell_ids]
+        name = f"relearn-{self.cfg.dataset}-{self.cfg.forget.scenario}-r{ratio}-s{seed}.png"
+        try:
+            path = plot_relearn_group(self.out, recs, self.out / "figures" / name)
+            if path:
+                print(f"[figure] {path}", flush=True)
+        except Exception as e:  # noqa: BLE001 - a figure must never cost a result
+            print(f"warning: could not draw {name}: {type(e).__name__}: {e}")
+
+    def attack_plan(self, split: Split, seed: int, o_view: dict, r_view: dict, g: Group) -> AttackPlan:
+        cfg, ds, a = self.cfg, self.load_data(), self.cfg.attack
+        f_idx = torch.as_tensor(split.forget)
+        if a.relearn_set == "forget":
+            tr_x, tr_y = ds.train_x[f_idx], ds.train_y[f_idx]
+        elif a.relearn_set == "forget_fraction":
+            k = float(a.fraction)
+            if not 0 < k <= 1:
+                raise BenchmarkError(f"attack.fraction={k} is outside (0, 1]; use e.g. attack.fraction=0.5")
+            gen = torch.Generator().manual_seed(seed + int(a.seed))
+            pick = f_idx[torch.randperm(len(f_idx), generator=gen)[: max(1, round(k * len(f_idx)))]]
+            tr_x, tr_y = ds.train_x[pick], ds.train_y[pick]
+        elif a.relearn_set == "forgotten_test":
+            if not split.forget_classes:
+                raise BenchmarkError("attack.relearn_set=forgotten_test needs forget.scenario=class")
+            mask = torch.isin(ds.test_y, torch.as_tensor(split.forget_classes))
+            tr_x, tr_y = ds.test_x[mask], ds.test_y[mask]
+        else:
+            raise BenchmarkError(f"unknown attack.relearn_set {a.relearn_set!r}; "
+                                 "use forget, forget_fraction or forgotten_test")
+        target = RelearnTarget(tr_x, tr_y, ds.train_x[f_idx], ds.train_y[f_idx], self.transform())
+        fo, fr = o_view["forget"], r_view["forget"]
+        levels = Levels(float(fo.loss.mean()), float(fr.loss.mean()), float(fo.correct.mean() * 100),
+                        float(fr.correct.mean() * 100), float(a.delta))
+        attackers = {name: attacker_config(name, cfg) for name in a.attackers}
+        bs = min(int(c.get("batch_size", 128)) for c in attackers.values())
+        max_steps = int(a.max_steps) if a.max_steps else default_budget(len(tr_y), bs, int(a.epochs))
+        every = int(a.eval_every) if a.eval_every else default_eval_every(max_steps)
+        key = _cell_id({"attack": to_dict(a), "attackers": attackers, "split": split.sha256, "seed": seed,
+                        "transform": str(self.transform())})
+        return AttackPlan(target, levels, attackers, max_steps, every, seed + int(a.seed),
+                          trainable_state(g.original.net), key)
 
     def context(self, view: dict, split: Split, seed: int, refs: list[dict] | None = None) -> MetricContext:
         return MetricContext(outputs=view, forget_classes=split.forget_classes, num_classes=self.load_data().num_classes,
@@ -227,10 +324,13 @@ class Runner:
                 "versions": package_versions(), "git": git_revision(), "warnings": list(g.warnings),
                 "reference": {"original": g.original.key, "oracle": g.oracle.key}, "time": time.time()}
         try:
+            curves: dict[str, Curve] = {}
             if method == "original":
                 net, seconds, full = g.original.net, 0.0, g.original_outputs
+                curves = g.ref_curves.get("original", {})
             elif cls.uses_recipe:  # retrain: the cached oracle is this row
                 net, seconds, full = g.oracle.net, g.oracle.train_seconds, g.oracle_outputs
+                curves = g.ref_curves.get("oracle", {})
             else:
                 L.seed_everything(seed, workers=True, verbose=False)
                 data = UnlearnData(images=ds.train_x, labels=ds.train_y, forget=torch.as_tensor(split.forget),
@@ -238,7 +338,9 @@ class Runner:
                                    num_classes=ds.num_classes, scenario=split.scenario,
                                    forget_classes=split.forget_classes, seed=seed)
                 module = cls(copy.deepcopy(g.original.net), data, **self.method_kwargs[method])
-                seconds = fit(module, cfg.trainer)
+                callbacks = [g.attack.callback()] if g.attack else []
+                seconds = fit(module, cfg.trainer, callbacks)
+                curves = callbacks[0].curves if callbacks else {}
                 net = module.net.cpu()
                 full = full_outputs(net, ds, split, self.transform(), self.device, int(cfg.eval.batch_size))
                 save_outputs(self.out / "outputs" / f"{cell_id}.npz", full)
@@ -253,14 +355,33 @@ class Runner:
             values, reasons = split_values(derived)
             metrics.update(values)
             undefined.update(reasons)
+            if g.attack and curves:
+                for name, curve in curves.items():
+                    vals, why = rcd_metrics(curve, g.ref_curves["oracle"][name], g.attack.levels, name)
+                    metrics.update(vals)
+                    undefined.update(why)
+                metrics["time/attack_s"] = sum(c.seconds for c in curves.values())
+                atomic_write_text(self.out / "curves" / f"{cell_id}.json", json.dumps(
+                    {"levels": {"L_o": g.attack.levels.loss_original, "L_r": g.attack.levels.loss_oracle,
+                                "L_star": g.attack.levels.target_loss, "A_o": g.attack.levels.acc_original,
+                                "A_r": g.attack.levels.acc_oracle, "A_star": g.attack.levels.target_acc},
+                     "curves": {k: c.to_dict() for k, c in curves.items()}}))
             return {**base, "status": "ok", "metrics": metrics, "undefined": undefined,
                     "directions": metric_directions()}
-        except BenchmarkError:
-            raise
+        except BenchmarkError as e:  # the method refuses this cell (e.g. UNSIR outside class forgetting)
+            print(f"[skip] {method} ratio={ratio} seed={seed}: {e}", flush=True)
+            return {**base, "status": "skipped", "error": str(e), "metrics": {}}
         except Exception as e:  # noqa: BLE001 - one failing cell must not stop the sweep
             tb = traceback.format_exc(limit=3)
             print(f"[fail] {method} ratio={ratio} seed={seed}: {type(e).__name__}: {e}", flush=True)
             return {**base, "status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": tb, "metrics": {}}
+
+
+def _t(curve: Curve, levels: Levels) -> str:
+    from benchmark.callbacks.relearn import convergence_step
+
+    t, censored = convergence_step(curve, levels)
+    return f"{t}{'+' if censored else ''}"
 
 
 def _progress_line(r: dict[str, Any], i: int, n: int, eta: float) -> str:
@@ -272,4 +393,5 @@ def _progress_line(r: dict[str, Any], i: int, n: int, eta: float) -> str:
 
     status = "" if r["status"] == "ok" else " FAILED"
     return (f"[{i}/{n}] {r['method']:<16} ratio={r['ratio']} seed={r['seed']}{status}  UA {f('eval/ua')}  "
-            f"RA {f('eval/ra')}  TA {f('eval/ta')}  gap {f('gap/avg')}  {f('time/unlearn_s')} s  ETA {eta:.0f} s")
+            f"RA {f('eval/ra')}  TA {f('eval/ta')}  gap {f('gap/avg')}  RCD {f('relearn/sgd/rcd')}/"
+            f"{f('relearn/adam/rcd')}  {f('time/unlearn_s')} s  ETA {eta:.0f} s")

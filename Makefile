@@ -27,6 +27,9 @@ bench: $(STAMP)  ## run every method on DATASET (default digits), random 10%, se
 test: $(STAMP)  ## run the test suite
 	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m pytest
 
+report: $(STAMP)  ## leaderboard.md, leaderboard.html and figures for OUT (default outputs/DATASET)
+	$(BIN)/python -m benchmark report $(OUT)
+
 lint: $(STAMP)  ## ruff check
 	$(BIN)/ruff check benchmark baselines tests
 

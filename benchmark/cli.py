@@ -11,6 +11,7 @@ from benchmark.errors import BenchmarkError
 USAGE = """usage:
   python -m benchmark run [KEY=VALUE ...]        run the grid (configs/bench.yaml + overrides)
   python -m benchmark list methods|datasets|models|metrics|presets
+  python -m benchmark report OUTPUT_DIR           leaderboard.md/.html and figures from results.jsonl
 examples:
   python -m benchmark run dataset=digits methods=[original,retrain,finetune] seeds=[0,1,2]
   python -m benchmark run preset=cifar10_cpu data.root=data/cifar10
@@ -62,13 +63,21 @@ def main(argv: list[str] | None = None) -> int:
             cfg = compose(ns.args)
             records = Runner(cfg).run()
             return 0 if all(r.get("status") == "ok" for r in records) else 1
+        if ns.command == "report":
+            from benchmark.report import write_leaderboard
+
+            if len(ns.args) != 1:
+                raise BenchmarkError("say which output directory to report on: python -m benchmark report outputs/digits")
+            for path in write_leaderboard(ns.args[0]):
+                print(path)
+            return 0
         if ns.command == "list":
             if not ns.args:
                 raise BenchmarkError("say what to list: methods, datasets, models, metrics or presets")
             imports = [a.split("=", 1)[1].strip("[]").split(",") for a in ns.args[1:] if a.startswith("imports=")]
             _list(ns.args[0], [i for group in imports for i in group if i])
             return 0
-        raise BenchmarkError(f"unknown command {ns.command!r}; use run or list (see python -m benchmark --help)")
+        raise BenchmarkError(f"unknown command {ns.command!r}; use run, list or report (see python -m benchmark --help)")
     except BenchmarkError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
 	@$(BIN)/python -c "import torch, lightning, wandb, omegaconf, sklearn" && touch $(STAMP)
 
-bench: $(STAMP)  ## run every method on DATASET (default digits), random 10%, seed 0; ARGS=... adds overrides
-	$(BIN)/python -m benchmark run dataset=$(DATASET) $(if $(PRESET),preset=$(PRESET)) output_dir=$(OUT) $(ARGS)
+SWEEP   ?= $(if $(filter-out digits,$(DATASET)),$(if $(wildcard configs/sweep/$(DATASET).yaml),$(DATASET)))
+
+bench: $(STAMP)  ## digits: every method, random 10%, seed 0; other DATASETs: configs/sweep/DATASET.yaml; ARGS=k=v adds overrides
+	$(BIN)/python -m benchmark run dataset=$(DATASET) $(if $(SWEEP),sweep=$(SWEEP)) $(if $(PRESET),preset=$(PRESET)) output_dir=$(OUT) $(ARGS)
 
 test: $(STAMP)  ## run the test suite
 	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m pytest

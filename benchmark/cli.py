@@ -57,12 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if ns.command == "run":
-            from benchmark.config import compose
+            from benchmark.config import compose_grid
             from benchmark.runner import Runner
 
-            cfg = compose(ns.args)
-            records = Runner(cfg).run()
-            return 0 if all(r.get("status") == "ok" for r in records) else 1
+            runners = [Runner(cfg) for cfg in compose_grid(ns.args)]  # every config checked before any work
+            records = [r for runner in runners for r in runner.run()]
+            return 0 if all(r.get("status") in ("ok", "skipped") for r in records) else 1
         if ns.command == "report":
             from benchmark.report import write_leaderboard
 

@@ -89,6 +89,50 @@ def register_method_variants(config_dir: Path | None = None) -> None:
             METHODS.register(path.stem)(METHODS.get(str(base)))
 
 
+SWEEP_KEYS = {"datasets", "scenarios", "seeds", "methods"}
+
+
+def compose_grid(overrides: list[str] | None = None, config_dir: Path | None = None) -> list[DictConfig]:
+    """The run configs of a command line: one, or one per (dataset, scenario) of
+    ``sweep=<name>`` (``configs/sweep/<name>.yaml``). Command-line overrides win over the sweep."""
+    cdir = config_dir or CONFIG_DIR
+    overrides = list(overrides or [])
+    cli = parse_overrides(overrides)
+    name = cli.get("sweep", _load_yaml(cdir / "bench.yaml", "base config").get("sweep"))
+    if not name:
+        return [compose(overrides, cdir)]
+    sweep = _load_yaml(cdir / "sweep" / f"{name}.yaml", "sweep")
+    unknown = set(sweep) - SWEEP_KEYS
+    if unknown:
+        raise BenchmarkError(f"unknown key {sorted(unknown)[0]!r} in sweep {name!r}; "
+                             f"a sweep has {', '.join(sorted(SWEEP_KEYS))}")
+    datasets = list(sweep.get("datasets") or [])
+    scenarios = list(sweep.get("scenarios") or [])
+    if not datasets or not scenarios or not sweep.get("seeds") or not sweep.get("methods"):
+        raise BenchmarkError(f"sweep {name!r} has an empty grid; give datasets, scenarios (with ratios), "
+                             "seeds and methods")
+    configs = []
+    for ds in datasets:
+        for sc in scenarios:
+            if "scenario" not in sc or not (sc.get("ratios") or sc.get("classes")):
+                raise BenchmarkError(f"sweep {name!r}: each scenario needs `scenario` and `ratios` (or `classes`)")
+            items = {"dataset": ds, "forget.scenario": sc["scenario"], "seeds": list(sweep.seeds),
+                     "methods": sweep.methods if isinstance(sweep.methods, str) else list(sweep.methods)}
+            if sc.get("ratios"):
+                items["forget.ratios"] = list(sc["ratios"])
+            if sc.get("classes"):
+                items["forget.classes"] = list(sc["classes"])
+            grid = [f"{k}={_dotlist_value(v)}" for k, v in items.items()]
+            configs.append(compose(grid + overrides, cdir))
+    return configs
+
+
+def _dotlist_value(v: Any) -> str:
+    if isinstance(v, (list, ListConfig)):
+        return "[" + ",".join(str(x) for x in v) + "]"
+    return str(v)
+
+
 def method_config(name: str, cfg: DictConfig | None = None, config_dir: Path | None = None) -> dict[str, Any]:
     """A method's keyword arguments: its base's YAML (for a variant), its YAML, then
     ``method_defaults`` (every method), then ``method_args.<name>``."""

@@ -222,6 +222,8 @@ class UnlearnModule(L.LightningModule):
         self.on_unlearn_end()
         self._sync()
         self.unlearn_seconds = time.perf_counter() - self._t0
+        # callback_metrics travel back from ddp_spawn workers; module attributes do not
+        self.trainer.callback_metrics["time/unlearn_s"] = torch.tensor(self.unlearn_seconds)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
         if self.one_shot:

@@ -53,7 +53,7 @@ from benchmark.module import METHODS, UnlearnData
 from benchmark.reference import Reference, get_reference
 from benchmark.report import print_table, write_summary
 from benchmark.results import append_result, atomic_write_text, check_writable, git_revision, package_versions, read_results
-from benchmark.training import eval_device, fit
+from benchmark.training import eval_device, fit, world_size
 from benchmark.version import PROTOCOL_VERSION
 
 MEMORISATION_MIN_GAP = 5.0  # points of forget accuracy theta_o must hold over theta_r
@@ -129,11 +129,37 @@ class AttackPlan:
         return curves
 
 
+def parse_shard(spec: Any) -> tuple[int, int] | None:
+    """``"i/n"`` -> (i, n) with 0 <= i < n; None for no sharding."""
+    if spec in (None, "", "None"):
+        return None
+    try:
+        i, n = (int(x) for x in str(spec).split("/"))
+    except ValueError:
+        raise BenchmarkError(f"shard={spec!r} is not of the form i/n, e.g. shard=0/4") from None
+    if n < 1 or not 0 <= i < n:
+        raise BenchmarkError(f"shard={spec} is out of range: i must be in 0..n-1, e.g. shard=0/{max(n, 1)}")
+    return i, n
+
+
+def in_shard(shard: tuple[int, int] | None, *group: Any) -> bool:
+    """Whether a group (dataset, scenario, ratio, seed) belongs to this shard: a hash of the
+    group, so every shard gets whole groups (references are never trained twice) and the
+    shards of one grid partition it whatever the order."""
+    if shard is None:
+        return True
+    h = int(hashlib.sha256(json.dumps([str(g) for g in group]).encode()).hexdigest()[:12], 16)
+    return h % shard[1] == shard[0]
+
+
 class Runner:
     """Runs one dataset's grid from a composed config (see ``benchmark.config.compose``)."""
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
+        self.shard = parse_shard(cfg.get("shard"))
+        if cfg.trainer.get("cpu_threads"):
+            torch.set_num_threads(int(cfg.trainer.cpu_threads))
         import_user_modules(list(cfg.imports or []))
         self.methods = resolve_methods(cfg.methods)
         MODELS.get(str(cfg.model))
@@ -151,6 +177,7 @@ class Runner:
         self.out = check_writable(cfg.output_dir)
         self.device = eval_device(cfg.trainer)
         self.ds: ImageData | None = None
+        self.load_data()  # a missing dataset fails here, before any work
 
     # ------------------------------------------------------------------ cells
     def cell(self, method: str, ratio: float | None, seed: int) -> dict[str, Any]:
@@ -166,24 +193,31 @@ class Runner:
 
     def run(self) -> list[dict[str, Any]]:
         cfg = self.cfg
-        done = {r["cell_id"] for r in read_results(self.out) if r.get("status") == "ok"}
-        cells = [(r, s, m) for r in self.ratios for s in self.seeds for m in self.methods]
+        # finished cells are skipped; failed and skipped ones too, unless retry_failed=true
+        keep = ("ok",) if cfg.get("retry_failed") else ("ok", "failed", "skipped")
+        done = {r["cell_id"] for r in read_results(self.out) if r.get("status") in keep}
+        cells = [(r, s, m) for r in self.ratios for s in self.seeds for m in self.methods
+                 if in_shard(self.shard, cfg.dataset, cfg.forget.scenario, r, s)]
         ids = {(r, s, m): _cell_id(self.cell(m, r, s)) for r, s, m in cells}
         todo = [k for k in cells if ids[k] not in done]
-        print(f"[bench] {cfg.dataset}/{cfg.forget.scenario}: {len(cells)} cells "
+        shard = f" shard {self.shard[0]}/{self.shard[1]}," if self.shard else ""
+        print(f"[bench] {cfg.dataset}/{cfg.forget.scenario}:{shard} {len(cells)} cells "
               f"({len(cells) - len(todo)} done already), methods: {', '.join(self.methods)}", flush=True)
         logger = make_logger(cfg)
         t_start, n_done = time.perf_counter(), 0
         for ratio in self.ratios:
-            if not any(k[0] == ratio for k in todo):
+            seeds = [s for s in self.seeds if any(k[:2] == (ratio, s) for k in todo)]
+            if not seeds:
                 continue
-            # references of every seed first: the oracles of the other seeds are RMIA's reference models
-            groups = {seed: self.prepare_group(ratio, seed) for seed in self.seeds}
+            # every seed's references first when the other seeds' oracles can serve as RMIA references
+            needed = self.seeds if self.forget_fixed_across_seeds() and len(self.seeds) > 1 else seeds
+            groups = {seed: self.prepare_group(ratio, seed) for seed in needed}
             self.attach_rmia_references(groups)
-            for seed in self.seeds:
+            for seed in seeds:
                 pending = [m for m in self.methods if (ratio, seed, m) in todo]
                 group = groups[seed]
                 for method in pending:
+                    print(f"[run] {method} ratio={ratio} seed={seed} (cell {n_done + 1}/{len(todo)})", flush=True)
                     record = self.run_cell(group, method, ratio, seed, ids[(ratio, seed, method)])
                     append_result(self.out, record)
                     logger.log_cell(record)
@@ -303,6 +337,11 @@ class Runner:
         return MetricContext(outputs=view, forget_classes=split.forget_classes, num_classes=self.load_data().num_classes,
                              reference_outputs=refs or [], mia_shadow_max=int(self.cfg.eval.mia_shadow_max), seed=seed)
 
+    def forget_fixed_across_seeds(self) -> bool:
+        f = self.cfg.forget
+        return (f.seed is not None or f.scenario == "indices"
+                or (f.scenario == "class" and bool(f.classes)))
+
     def attach_rmia_references(self, groups: dict[int, Group]) -> None:
         """RMIA's reference models are the other seeds' oracles, valid only when none of them
         trained on this D_f: the forget set must be the same for every seed (forget.seed)."""
@@ -318,7 +357,9 @@ class Runner:
     def run_cell(self, g: Group, method: str, ratio: float | None, seed: int, cell_id: str) -> dict[str, Any]:
         cfg, ds, split = self.cfg, self.load_data(), g.split
         cls = METHODS.get(method)
-        base = {"cell_id": cell_id, "dataset": str(cfg.dataset), "model": str(cfg.model), "method": method,
+        world = world_size(cfg.trainer)
+        batch = self.method_kwargs[method].get("batch_size")
+        base = {"cell_id": cell_id, "world_size": world, "effective_batch": batch and world * int(batch), "dataset": str(cfg.dataset), "model": str(cfg.model), "method": method,
                 "scenario": str(cfg.forget.scenario), "ratio": ratio, "seed": seed, "split_hash": split.sha256,
                 "protocol_version": PROTOCOL_VERSION, "config": {**to_dict(cfg), "cell": self.cell(method, ratio, seed)},
                 "versions": package_versions(), "git": git_revision(), "warnings": list(g.warnings),
@@ -340,8 +381,10 @@ class Runner:
                 module = cls(copy.deepcopy(g.original.net), data, **self.method_kwargs[method])
                 callbacks = [g.attack.callback()] if g.attack else []
                 seconds = fit(module, cfg.trainer, callbacks)
-                curves = callbacks[0].curves if callbacks else {}
                 net = module.net.cpu()
+                if callbacks and not callbacks[0].curves:  # ddp_spawn: the callback ran in a worker
+                    callbacks[0].run(net, self.device)
+                curves = callbacks[0].curves if callbacks else {}
                 full = full_outputs(net, ds, split, self.transform(), self.device, int(cfg.eval.batch_size))
                 save_outputs(self.out / "outputs" / f"{cell_id}.npz", full)
             metrics, undefined = compute_metrics(self.context(split_view(full, split), split, seed, g.rmia_refs))

@@ -21,13 +21,32 @@ warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
+def world_size(trainer_cfg: Any) -> int:
+    """Processes per training phase: ``trainer.devices`` (an int or a list of device ids)."""
+    devices = dict(trainer_cfg or {}).get("devices", 1)
+    if isinstance(devices, int):
+        return max(1, devices)
+    if isinstance(devices, str):
+        return max(1, int(devices)) if devices.isdigit() else 1
+    return max(1, len(list(devices)))
+
+
 def build_trainer(trainer_cfg: Any, max_epochs: int, callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
-    """A quiet trainer: no checkpoints, no progress bar, no validation loop."""
+    """A quiet trainer: no checkpoints, no progress bar, no validation loop.
+
+    With ``trainer.devices`` > 1 and ``strategy: auto`` the phase runs under DDP in spawned
+    workers (``ddp_spawn``): only the fit is distributed, the runner and the evaluation stay
+    in one process, and the trained weights come back to it. Each worker gets its shard of
+    every loader (DistributedSampler), so the effective batch is devices x batch_size.
+    """
     tc = dict(trainer_cfg or {})
+    strategy = tc.get("strategy", "auto")
+    if strategy == "auto" and world_size(tc) > 1:
+        strategy = "ddp_spawn"
     return L.Trainer(
         accelerator=tc.get("accelerator", "auto"),
         devices=tc.get("devices", 1),
-        strategy=tc.get("strategy", "auto"),
+        strategy=strategy,
         precision=tc.get("precision", "32-true"),
         max_epochs=max(1, int(max_epochs)),
         logger=False,
@@ -46,8 +65,8 @@ def fit(module: UnlearnModule, trainer_cfg: Any, callbacks: Sequence[L.Callback]
     epochs = 1 if module.one_shot else int(module.hparams.epochs)
     trainer = build_trainer(trainer_cfg, epochs, callbacks)
     trainer.fit(module)
-    module.net.to("cpu" if not torch.cuda.is_available() else module.device)
-    return float(module.unlearn_seconds)
+    seconds = trainer.callback_metrics.get("time/unlearn_s")  # set by the module; survives ddp_spawn
+    return float(seconds) if seconds is not None else float(module.unlearn_seconds)
 
 
 def eval_device(trainer_cfg: Any) -> torch.device:

@@ -43,6 +43,10 @@ def build_trainer(trainer_cfg: Any, max_epochs: int, callbacks: Sequence[L.Callb
     strategy = tc.get("strategy", "auto")
     if strategy == "auto" and world_size(tc) > 1:
         strategy = "ddp_spawn"
+    if strategy == "ddp_spawn":
+        # the in-memory dataset goes to the workers through shared memory; passing file
+        # descriptors fails in some sandboxes and containers ("unable to resize file")
+        torch.multiprocessing.set_sharing_strategy("file_system")
     return L.Trainer(
         accelerator=tc.get("accelerator", "auto"),
         devices=tc.get("devices", 1),

@@ -10,6 +10,7 @@ from benchmark.errors import BenchmarkError
 
 USAGE = """usage:
   python -m benchmark run [KEY=VALUE ...]        run the grid (configs/bench.yaml + overrides)
+  python -m benchmark run sweep=NAME [--shard i/n] [KEY=VALUE ...]   a configs/sweep/NAME.yaml grid (a slice of it)
   python -m benchmark list methods|datasets|models|metrics|presets
   python -m benchmark report OUTPUT_DIR           leaderboard.md/.html and figures from results.jsonl
 examples:
@@ -47,6 +48,13 @@ def _list(what: str, imports: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # `--shard i/n` is the same as `shard=i/n`
+    for flag in ("--shard", "--sweep"):
+        while flag in argv:
+            i = argv.index(flag)
+            value = argv[i + 1] if i + 1 < len(argv) else ""
+            argv[i:i + 2] = [f"{flag[2:]}={value}"]
+        argv = [f"{a[2:]}" if a.startswith(f"{flag}=") else a for a in argv]
     parser = argparse.ArgumentParser(prog="python -m benchmark", usage=USAGE, add_help=False)
     parser.add_argument("command", nargs="?")
     parser.add_argument("args", nargs="*")

@@ -52,7 +52,14 @@ from benchmark.models import MODELS, trainable_state
 from benchmark.module import METHODS, UnlearnData
 from benchmark.reference import Reference, get_reference
 from benchmark.report import print_table, write_summary
-from benchmark.results import append_result, atomic_write_text, check_writable, git_revision, package_versions, read_results
+from benchmark.results import (
+    append_result,
+    atomic_write_text,
+    check_writable,
+    git_revision,
+    package_versions,
+    read_results,
+)
 from benchmark.training import eval_device, fit, world_size
 from benchmark.version import PROTOCOL_VERSION
 

@@ -13,7 +13,6 @@ from benchmark.config import method_config
 from benchmark.evaluate import predict
 from benchmark.module import METHODS, UnlearnModule
 from benchmark.training import fit
-
 from tests.conftest import CPU_TRAINER, assert_finite
 
 TRAINER = {"accelerator": "cpu", "devices": 1}

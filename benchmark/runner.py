@@ -371,6 +371,7 @@ class Runner:
                 "protocol_version": PROTOCOL_VERSION, "config": {**to_dict(cfg), "cell": self.cell(method, ratio, seed)},
                 "versions": package_versions(), "git": git_revision(), "warnings": list(g.warnings),
                 "reference": {"original": g.original.key, "oracle": g.oracle.key}, "time": time.time()}
+        t_cell, t_eval = time.perf_counter(), 0.0
         try:
             curves: dict[str, Curve] = {}
             if method == "original":
@@ -392,8 +393,11 @@ class Runner:
                 if callbacks and not callbacks[0].curves:  # ddp_spawn: the callback ran in a worker
                     callbacks[0].run(net, self.device)
                 curves = callbacks[0].curves if callbacks else {}
+                t0 = time.perf_counter()
                 full = full_outputs(net, ds, split, self.transform(), self.device, int(cfg.eval.batch_size))
+                t_eval = time.perf_counter() - t0
                 save_outputs(self.out / "outputs" / f"{cell_id}.npz", full)
+            t0 = time.perf_counter()
             metrics, undefined = compute_metrics(self.context(split_view(full, split), split, seed, g.rmia_refs))
             if g.rmia_refs is None and len(self.seeds) > 1:
                 undefined["eval/mia/rmia_auc"] = ("the forget set differs between seeds, so the other seeds' oracles "
@@ -416,6 +420,9 @@ class Runner:
                                 "L_star": g.attack.levels.target_loss, "A_o": g.attack.levels.acc_original,
                                 "A_r": g.attack.levels.acc_oracle, "A_star": g.attack.levels.target_acc},
                      "curves": {k: c.to_dict() for k, c in curves.items()}}))
+            metrics["time/metrics_s"] = time.perf_counter() - t0  # metrics from cached outputs, gaps, RCD
+            metrics["time/eval_s"] = t_eval  # the one inference pass over D, D_val and D_test
+            metrics["time/cell_s"] = time.perf_counter() - t_cell
             return {**base, "status": "ok", "metrics": metrics, "undefined": undefined,
                     "directions": metric_directions()}
         except BenchmarkError as e:  # the method refuses this cell (e.g. UNSIR outside class forgetting)

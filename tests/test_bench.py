@@ -66,3 +66,27 @@ def test_user_method_from_own_module(tmp_path, monkeypatch, capsys):
     assert records[0]["method"] == "retain_ce_x2" and records[0]["status"] == "ok"
     assert records[0]["config"]["cell"]["method_args"]["epochs"] == 1
     sys.modules.pop("my_unlearn", None)
+
+
+def test_evaluation_is_one_forward_pass_per_example(tmp_path, digits):
+    """Each example of D, D_val and D_test goes through the network once; a cached model none."""
+    import torch
+
+    from benchmark.data.splits import make_split
+    from benchmark.data.transforms import BatchTransform
+    from benchmark.evaluate import cached_outputs, split_view
+    from benchmark.models import build_model
+
+    split = make_split(digits.train_y.numpy(), "random", 0.1, seed=0, train_subset=300)
+    net = build_model("digits_mlp", 10, 1)
+    seen: list[int] = []
+    net.register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape[0]))
+    tf = BatchTransform(tuple(digits.mean), tuple(digits.std))
+    path = tmp_path / "o.npz"
+    full = cached_outputs(path, net, digits, split, tf, torch.device("cpu"), batch_size=64)
+    assert sum(seen) == len(split.train) + len(split.val) + len(digits.test_y)
+    view = split_view(full, split)
+    assert len(view["forget"].labels) + len(view["retain"].labels) == len(split.train)
+    seen.clear()
+    cached_outputs(path, net, digits, split, tf, torch.device("cpu"), batch_size=64)
+    assert seen == []  # every metric reads the cache

@@ -235,8 +235,10 @@ class UnlearnModule(L.LightningModule):
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.global_step}; "
                                      "lower the learning rate")
-        self.log_dict({f"unlearn/{k}": v.detach() if torch.is_tensor(v) else float(v) for k, v in out.items()},
-                      on_step=True, on_epoch=False, batch_size=self._batch_size(batch))
+        # logging costs ~1.5 ms a call: log every log_every_n_steps steps (and the first)
+        if self.global_step % self.trainer.log_every_n_steps == 0:
+            self.log_dict({f"unlearn/{k}": v.detach() if torch.is_tensor(v) else float(v) for k, v in out.items()},
+                          on_step=True, on_epoch=False, batch_size=self._batch_size(batch))
         return loss
 
     def _batch_size(self, batch: Any) -> int:

@@ -58,6 +58,7 @@ def build_trainer(trainer_cfg: Any, max_epochs: int, callbacks: Sequence[L.Callb
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        log_every_n_steps=int(tc.get("log_every_n_steps", 25)),
         limit_val_batches=0,
         callbacks=list(callbacks),
         use_distributed_sampler=True,

@@ -9,7 +9,12 @@ schedule, logs, checks the loss is finite, and times the unlearning phase
   stream named in ``streams`` (``"forget"``, ``"retain"``) to a ``Batch``;
 - or, for one-shot methods (SSD, Fisher), ``unlearn_once()`` with
   ``one_shot = True``;
-- optionally ``on_unlearn_start()`` / ``on_unlearn_end()`` (inside the timing).
+- optionally ``on_unlearn_setup()`` (before the optimiser is built, e.g. to widen a
+  head), ``on_unlearn_start()`` / ``on_unlearn_end()``, ``after_optimizer_step()``
+  (masks, noise), all inside the timing;
+- multi-phase methods return ``[(phase, stream), ...]`` from ``phases(epoch)``: each
+  epoch is then whole passes over those streams in that order, and every batch
+  carries ``batch["phase"]`` (an ``Enum`` member).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, ClassVar, NamedTuple
 
 import lightning as L
@@ -90,6 +96,43 @@ def make_loader(data: UnlearnData, idx: torch.Tensor, batch_size: int, shuffle: 
                       num_workers=0, drop_last=False)
 
 
+class Phased:
+    """A training iterable of whole passes over one stream after another, per epoch.
+
+    ``schedule(epoch)`` lists ``(phase, stream)`` pairs; each batch arrives as
+    ``{"phase": phase, stream: Batch}``. Lightning reads the length once (epoch 0); a
+    later epoch may be shorter (it ends early) but never longer. Each stream's loader
+    is built once, so its shuffling generator draws a new order every epoch. Under
+    DDP every rank iterates all of it (identical gradients; correct, not faster).
+    """
+
+    def __init__(self, module: UnlearnModule, schedule: Any) -> None:
+        self.module, self.schedule = module, schedule
+        self._loaders: dict[str, DataLoader] = {}
+        self._first_len: int | None = None
+
+    def _loader(self, stream: str) -> DataLoader:
+        if stream not in self._loaders:
+            self._loaders[stream] = self.module.loader(stream)
+        return self._loaders[stream]
+
+    def _len(self, epoch: int) -> int:
+        return sum(len(self._loader(s)) for _, s in self.schedule(epoch))
+
+    def __len__(self) -> int:
+        if self._first_len is None:
+            self._first_len = self._len(0)
+        return self._first_len
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        epoch = self.module.current_epoch
+        if self._len(epoch) > len(self):
+            raise ValueError(f"epoch {epoch} of the phase schedule is longer than epoch 0; Lightning would cut it")
+        for phase, stream in self.schedule(epoch):
+            for b in self._loader(stream):
+                yield {"phase": phase, stream: b}
+
+
 METHODS: Registry = Registry("method")
 
 
@@ -109,6 +152,7 @@ class UnlearnModule(L.LightningModule):
     """
 
     streams: ClassVar[tuple[str, ...]] = ("retain",)
+    scenarios: ClassVar[tuple[str, ...] | None] = None  # forget scenarios it supports (None = all)
     one_shot: ClassVar[bool] = False
     uses_recipe: ClassVar[bool] = False  # retrain: epochs/lr/... come from the dataset's recipe
 
@@ -139,8 +183,18 @@ class UnlearnModule(L.LightningModule):
         """The whole update of a one-shot method (``one_shot = True``)."""
         raise NotImplementedError
 
+    def phases(self, epoch: int) -> list[tuple[Enum, str]] | None:
+        """Multi-phase methods: the (phase, stream) passes of ``epoch``; None = combined streams."""
+        return None
+
+    def on_unlearn_setup(self) -> None:
+        """Changes to the network before the optimiser is built (timed), e.g. an extra neuron."""
+
     def on_unlearn_start(self) -> None:
         """Set-up that counts as unlearning time (masks, teachers, noise)."""
+
+    def after_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Runs after every optimiser step (timed): hard masks, weight noise."""
 
     def on_unlearn_end(self) -> None:
         """Clean-up that counts as unlearning time (removing an extra neuron)."""
@@ -187,6 +241,8 @@ class UnlearnModule(L.LightningModule):
     def train_dataloader(self) -> Any:
         if self.one_shot:  # a single placeholder step; the work happens in unlearn_once
             return DataLoader([0], batch_size=1)
+        if self.phases(0) is not None:
+            return Phased(self, self.phases)
         loaders = {s: self.loader(s) for s in self.streams}
         return CombinedLoader(loaders, mode="max_size_cycle")
 
@@ -213,15 +269,29 @@ class UnlearnModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    def configure_model(self) -> None:
+        # Lightning: setup -> configure_model -> configure_optimizers -> on_train_start.
+        # The clock starts here so that on_unlearn_setup is timed too.
+        if self._t0 == 0.0:
+            self._sync()
+            self._t0 = time.perf_counter()
+            self.on_unlearn_setup()
+
     def on_train_start(self) -> None:
-        self._sync()
-        self._t0 = time.perf_counter()
+        if self._t0 == 0.0:
+            self._sync()
+            self._t0 = time.perf_counter()
         self.on_unlearn_start()
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        self.after_optimizer_step(optimizer)
 
     def on_train_end(self) -> None:
         self.on_unlearn_end()
         self._sync()
         self.unlearn_seconds = time.perf_counter() - self._t0
+        self._t0 = 0.0
         # callback_metrics travel back from ddp_spawn workers; module attributes do not
         self.trainer.callback_metrics["time/unlearn_s"] = torch.tensor(self.unlearn_seconds)
 

@@ -169,6 +169,12 @@ class Runner:
             torch.set_num_threads(int(cfg.trainer.cpu_threads))
         import_user_modules(list(cfg.imports or []))
         self.methods = resolve_methods(cfg.methods)
+        if cfg.methods in ("all", None):  # `all` means all that support this scenario
+            unfit = [m for m in self.methods if METHODS.get(m).scenarios not in (None, ())
+                     and str(cfg.forget.scenario) not in METHODS.get(m).scenarios]
+            if unfit:
+                print(f"[bench] not for forget.scenario={cfg.forget.scenario}: {', '.join(unfit)}", flush=True)
+            self.methods = [m for m in self.methods if m not in unfit]
         MODELS.get(str(cfg.model))
         scenario = str(cfg.forget.scenario)
         if scenario in ("random", "subclass") or (scenario == "class" and not cfg.forget.classes):

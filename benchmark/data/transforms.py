@@ -43,6 +43,12 @@ class BatchTransform:
         std = torch.tensor(self.std, device=x01.device, dtype=x01.dtype).view(1, -1, 1, 1)
         return (x01 - mean) / std
 
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Network input -> float pixels in [0, 1] (the inverse of ``normalize``)."""
+        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        return x * std + mean
+
     def __call__(self, x: torch.Tensor, train: bool, generator: torch.Generator | None = None) -> torch.Tensor:
         x = self.to_unit(x)
         if train and self.augments:

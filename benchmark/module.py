@@ -234,6 +234,17 @@ class UnlearnModule(L.LightningModule):
             b = Batch(*(t.to(self.device) for t in b))
             yield b._replace(x=self.data.transform(b.x, train=train, generator=self._aug_gen))
 
+    @property
+    def total_epochs(self) -> int:
+        """Epochs the trainer runs; multi-stage methods (IEU repair, UNSIR) override it."""
+        return int(self.hparams.epochs)
+
+    def logs_this_step(self) -> bool:
+        """Whether this step's dict is logged (every ``log_every_n_steps``; always without a
+        trainer): expensive diagnostics can be skipped on the other steps."""
+        trainer = self._trainer
+        return trainer is None or self.global_step % max(1, trainer.log_every_n_steps) == 0
+
     def trainable(self) -> list[nn.Parameter]:
         return [p for p in self.net.parameters() if p.requires_grad]
 
@@ -306,7 +317,7 @@ class UnlearnModule(L.LightningModule):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.global_step}; "
                                      "lower the learning rate")
         # logging costs ~1.5 ms a call: log every log_every_n_steps steps (and the first)
-        if self.global_step % self.trainer.log_every_n_steps == 0:
+        if self.logs_this_step():
             self.log_dict({f"unlearn/{k}": v.detach() if torch.is_tensor(v) else float(v) for k, v in out.items()},
                           on_step=True, on_epoch=False, batch_size=self._batch_size(batch))
         return loss

@@ -67,7 +67,7 @@ def build_trainer(trainer_cfg: Any, max_epochs: int, callbacks: Sequence[L.Callb
 
 def fit(module: UnlearnModule, trainer_cfg: Any, callbacks: Sequence[L.Callback] = ()) -> float:
     """Runs the unlearning phase; returns its wall seconds (CUDA synchronised, evaluation excluded)."""
-    epochs = 1 if module.one_shot else int(module.hparams.epochs)
+    epochs = 1 if module.one_shot else module.total_epochs
     trainer = build_trainer(trainer_cfg, epochs, callbacks)
     trainer.fit(module)
     seconds = trainer.callback_metrics.get("time/unlearn_s")  # set by the module; survives ddp_spawn

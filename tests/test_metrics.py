@@ -514,3 +514,16 @@ def test_summarize_single_missing_and_empty():
 def test_t_table_matches_scipy():
     for df in (1, 2, 5, 30):
         assert _T975[df - 1] == pytest.approx(t_critical(df), abs=1e-5)
+
+
+def test_newton_logistic_regression_matches_sklearn():
+    from sklearn.linear_model import LogisticRegression
+
+    from benchmark.metrics.mia import logistic_regression_1d
+
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.exponential(0.1, 40), rng.exponential(0.6, 40)])
+    y = np.r_[np.ones(40), np.zeros(40)]
+    ref = LogisticRegression(tol=1e-10, max_iter=10_000).fit(x[:, None], y)
+    w, b = logistic_regression_1d(x, y)
+    assert w == pytest.approx(ref.coef_[0, 0], rel=1e-5) and b == pytest.approx(ref.intercept_[0], rel=1e-5)

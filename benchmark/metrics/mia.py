@@ -8,9 +8,8 @@ the data, not on which other metrics ran first.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import SVC
 
 from benchmark.errors import BenchmarkError
@@ -157,8 +156,32 @@ def loss_mia_accuracy(
     x = np.concatenate([member_loss, nonmember_loss]).astype(np.float64).reshape(-1, 1)
     y = np.concatenate([np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)])
     cv = StratifiedKFold(n_splits=min(10, n), shuffle=True, random_state=int(rng.integers(2**31)))
-    scores = cross_val_score(LogisticRegression(), x, y, cv=cv, scoring="accuracy")
+    scores = []
+    for tr, te in cv.split(x, y):
+        w, b = logistic_regression_1d(x[tr, 0], y[tr])
+        scores.append(np.mean(((w * x[te, 0] + b) > 0).astype(np.int64) == y[te]))
     return 100.0 * float(np.mean(scores))
+
+
+def logistic_regression_1d(x: np.ndarray, y: np.ndarray, C: float = 1.0, iters: int = 50) -> tuple[float, float]:
+    """sklearn's default ``LogisticRegression`` (L2 on the weight only, C=1) for one feature,
+    by Newton's method: the same optimum, ~100x faster than a sklearn fit on tiny folds.
+
+    Minimises ``w**2 / (2C) + sum(log(1 + exp(-s_i (w x_i + b))))`` with s_i = +-1.
+    """
+    w = b = 0.0
+    for _ in range(iters):
+        z = w * x + b
+        p = 0.5 * (1.0 + np.tanh(0.5 * z))  # sigmoid, overflow-free
+        r = p - y
+        g = np.array([np.dot(r, x) + w / C, r.sum()])
+        h = p * (1.0 - p)
+        hess = np.array([[np.dot(h, x * x) + 1.0 / C, np.dot(h, x)], [np.dot(h, x), h.sum() + 1e-12]])
+        step = np.linalg.solve(hess, g)
+        w, b = w - step[0], b - step[1]
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(w), float(b)
 
 
 @register_metric("eval/mia/loss_acc", "oracle")

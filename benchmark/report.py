@@ -51,12 +51,16 @@ def format_table(records: list[dict[str, Any]], methods: list[str] | None = None
         present = [m for m in order if (ds, scen, ratio, m) in rows]
         cols = [c for c in COLUMNS if any(rows[(ds, scen, ratio, m)].get(c[0], {}).get("n") for m in present)]
         lines.append(f"\n{ds} | scenario={scen} ratio={ratio} | mean ± half-width of the {INTERVAL}")
-        header = f"{'method':<16}" + "".join(f"{t:>13}" for _, t in cols) + f"{'n':>4}"
-        lines += [header, "-" * len(header)]
+        body = {m: [format_cell(rows[(ds, scen, ratio, m)][k]) if k in rows[(ds, scen, ratio, m)] else "-"
+                    for k, _ in cols] for m in present}
+        # each column as wide as its widest cell, so long values never run together
+        widths = [max([len(t)] + [len(body[m][i]) for m in present]) + 2 for i, (_, t) in enumerate(cols)]
+        name_w = max([16] + [len(m) + 1 for m in present])
+        header = f"{'method':<{name_w}}" + "".join(f"{t:>{w}}" for (_, t), w in zip(cols, widths, strict=True))
+        lines += [header + f"{'n':>4}", "-" * (len(header) + 4)]
         for m in present:
-            row = rows[(ds, scen, ratio, m)]
-            cells = [format_cell(row[k]) if k in row else "-" for k, _ in cols]
-            lines.append(f"{m:<16}" + "".join(f"{c:>13}" for c in cells) + f"{row['_n']:>4}")
+            cells = "".join(f"{c:>{w}}" for c, w in zip(body[m], widths, strict=True))
+            lines.append(f"{m:<{name_w}}" + cells + f"{rows[(ds, scen, ratio, m)]['_n']:>4}")
     failed = [r for r in records if r.get("status") == "failed"]
     if failed:
         lines.append(f"\n{len(failed)} failed cell(s): "

@@ -4,7 +4,6 @@ intervals, RA vs RCD, and relearning curves over seeds."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-
-def load_curves(output_dir: str | Path, cell_id: str) -> dict[str, Any] | None:
-    path = Path(output_dir) / "curves" / f"{cell_id}.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+from benchmark.results import load_curves  # noqa: E402
 
 
 def plot_relearn_group(output_dir: str | Path, records: list[dict[str, Any]], path: str | Path) -> Path | None:

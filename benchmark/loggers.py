@@ -6,11 +6,12 @@ warning line and never loses a result.
 
 from __future__ import annotations
 
-import json
 import netrc
 import os
 from pathlib import Path
 from typing import Any
+
+from benchmark.results import load_curves
 
 
 class NullLogger:
@@ -72,7 +73,7 @@ class WandbLogger:
             )
             values = {k: v for k, v in record["metrics"].items() if isinstance(v, (int, float))}
             run.log(values)
-            stored = stored_curves(record)
+            stored = load_curves(str(record["config"].get("output_dir", "")), record["cell_id"]) or {}
             target = stored.get("levels", {}).get("L_star", 0.0)
             for attacker, c in stored.get("curves", {}).items():
                 run.log({f"relearn/{attacker}/curve": wandb.plot.line_series(
@@ -115,15 +116,6 @@ class WandbLogger:
             run.finish()
         except Exception as e:  # noqa: BLE001
             print(f"warning: W&B leaderboard failed ({type(e).__name__}: {str(e)[:120]}); local results are complete")
-
-
-def stored_curves(record: dict[str, Any]) -> dict[str, Any]:
-    """The cell's stored relearning curves and levels ({} if it has none)."""
-    path = Path(str(record["config"].get("output_dir", ""))) / "curves" / f"{record['cell_id']}.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def make_logger(cfg: Any) -> NullLogger | WandbLogger:

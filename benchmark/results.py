@@ -113,6 +113,19 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def curves_path(output_dir: str | Path, cell_id: str) -> Path:
+    """Where a cell's relearning curves and levels are stored."""
+    return Path(output_dir) / "curves" / f"{cell_id}.json"
+
+
+def load_curves(output_dir: str | Path, cell_id: str) -> dict[str, Any] | None:
+    """A cell's stored relearning curves and levels, or None if it has none (or they are damaged)."""
+    try:
+        return json.loads(curves_path(output_dir, cell_id).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def check_writable(output_dir: str | Path) -> Path:
     out = Path(output_dir)
     try:

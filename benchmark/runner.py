@@ -27,6 +27,7 @@ from benchmark.callbacks.relearn import (
     Levels,
     RelearnAttack,
     RelearnTarget,
+    convergence_step,
     default_budget,
     default_eval_every,
     rcd_metrics,
@@ -56,6 +57,7 @@ from benchmark.results import (
     append_result,
     atomic_write_text,
     check_writable,
+    curves_path,
     git_revision,
     package_versions,
     read_results,
@@ -421,7 +423,7 @@ class Runner:
                     metrics.update(vals)
                     undefined.update(why)
                 metrics["time/attack_s"] = sum(c.seconds for c in curves.values())
-                atomic_write_text(self.out / "curves" / f"{cell_id}.json", json.dumps(
+                atomic_write_text(curves_path(self.out, cell_id), json.dumps(
                     {"levels": {"L_o": g.attack.levels.loss_original, "L_r": g.attack.levels.loss_oracle,
                                 "L_star": g.attack.levels.target_loss, "A_o": g.attack.levels.acc_original,
                                 "A_r": g.attack.levels.acc_oracle, "A_star": g.attack.levels.target_acc},
@@ -441,8 +443,6 @@ class Runner:
 
 
 def _t(curve: Curve, levels: Levels) -> str:
-    from benchmark.callbacks.relearn import convergence_step
-
     t, censored = convergence_step(curve, levels)
     return f"{t}{'+' if censored else ''}"
 

@@ -10,13 +10,7 @@ from benchmark.metrics.outputs import SplitOutputs
 
 def split_accuracy(ctx: MetricContext, split: str) -> float | Undefined:
     """Top-1 accuracy (percent) of one split, or :class:`Undefined` naming the split."""
-    so = ctx.split(split)
-    if isinstance(so, Undefined):
-        return so
-    acc = so.accuracy
-    if isinstance(acc, Undefined):
-        return Undefined(f"{split} accuracy: {acc.reason}")
-    return acc
+    return _subset_accuracy(ctx.split(split), split)
 
 
 def _test_by_class(ctx: MetricContext, forgotten: bool) -> SplitOutputs | Undefined:

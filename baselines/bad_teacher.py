@@ -8,7 +8,7 @@ The student starts from theta_o and sees one shuffled stream over D_f and a rand
 the competent theta_o for retain examples, the incompetent random network for forget
 examples; the loss is KL(teacher || student) at temperature T, batchmean.
 
-Hyperparameters (PROTOCOL.md section 6): ``temperature`` 1 (0.5..4); ``retain_fraction``
+Hyperparameters (docs/protocol.md section 6): ``temperature`` 1 (0.5..4); ``retain_fraction``
 0.3 (0.1..1); Adam lr 1e-4 (log 1e-5..1e-3), 1 epoch, no weight decay, constant rate,
 batch 256.
 

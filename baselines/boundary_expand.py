@@ -7,7 +7,7 @@ the model is fine-tuned to map every forget example to it (CE towards class C),
 which pulls D_f's features into a region no real class owns; removing the neuron
 afterwards leaves D_f scattered over the nearest remaining classes.
 
-Hyperparameters (PROTOCOL.md section 6): SGD lr 1e-5 (scale 1e-6..1e-2), 10
+Hyperparameters (docs/protocol.md section 6): SGD lr 1e-5 (scale 1e-6..1e-2), 10
 epochs over D_f, momentum 0.9, weight decay 5e-4, constant learning rate.
 
 On the digits preset D_f holds ~27 images, one batch: the reference recipe is then 10

@@ -8,7 +8,7 @@ x' = clip(x + eps * sign(grad_x CE(theta_o; x, y)), 0, 1) in pixel space; the
 original's prediction on x' (usually the nearest class across the decision
 boundary) becomes x's new label, and the model is fine-tuned on D_f with those labels.
 
-Hyperparameters (PROTOCOL.md section 6): SGD lr 1e-5 (scale 1e-6..1e-2), 10
+Hyperparameters (docs/protocol.md section 6): SGD lr 1e-5 (scale 1e-6..1e-2), 10
 epochs over D_f, momentum 0.9, weight decay 5e-4, constant learning rate;
 ``eps`` = 0.1 (FGSM step in [0, 1] pixel units, hard-coded in the reference).
 
@@ -30,7 +30,7 @@ from torch import nn
 from benchmark.losses import ce
 from benchmark.module import METHODS, Batch, UnlearnData, UnlearnModule
 
-# The reference recipe of both boundary methods (PROTOCOL.md section 6).
+# The reference recipe of both boundary methods (docs/protocol.md section 6).
 RECIPE = {
     "epochs": 10,
     "lr": 1e-5,

@@ -4,7 +4,7 @@ Warnier et al. / Golatkar et al. use it as the cheapest baseline: "Eternal
 Sunshine of the Spotless Net" (https://arxiv.org/abs/1911.04933). The objective
 is the retain cross-entropy; catastrophic forgetting does the rest.
 
-Hyperparameters (reference defaults, PROTOCOL.md section 6): SGD lr 0.01
+Hyperparameters (reference defaults, docs/protocol.md section 6): SGD lr 0.01
 (scale 1e-3..1e-1), 10 epochs, momentum 0.9, weight decay 5e-4.
 """
 

@@ -5,7 +5,7 @@
 The update descends -CE(theta; b_f), so the forget loss grows without bound and
 the method is very sensitive to the learning rate: too large collapses RA.
 
-Hyperparameters (PROTOCOL.md section 6): SGD lr 1e-4..1e-3 (default 5e-4),
+Hyperparameters (docs/protocol.md section 6): SGD lr 1e-4..1e-3 (default 5e-4),
 5 epochs over D_f, momentum 0.9, no weight decay.
 """
 

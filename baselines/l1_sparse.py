@@ -7,7 +7,7 @@ parameters: sparsity early in the run pushes weights that only D_f needed toward
 0, and the penalty fades out (``a_t`` from ``alpha`` to 0) so the model can settle
 on D_r.
 
-Hyperparameters (PROTOCOL.md section 6): ``alpha`` 5e-5 (log 1e-6..1e-3, needs
+Hyperparameters (docs/protocol.md section 6): ``alpha`` 5e-5 (log 1e-6..1e-3, needs
 tuning: the penalty's size grows with the parameter count); SGD lr 0.01 (log
 1e-3..1e-1), 10 epochs (2..20), momentum 0.9, weight decay 5e-4, cosine schedule,
 batch 128.

@@ -7,7 +7,7 @@ and descends ``a * CE(theta; b_r) - (1 - a) * CE(theta; b_f)``: the retain term 
 RA and TA while the small negative term pushes the forget loss up. ``a = 1`` is plain
 fine-tuning, ``a = 0`` gradient ascent.
 
-Hyperparameters (PROTOCOL.md section 6): ``a`` 0.95 (0.5..1); SGD lr 0.01 (log
+Hyperparameters (docs/protocol.md section 6): ``a`` 0.95 (0.5..1); SGD lr 0.01 (log
 1e-3..1e-1), 10 epochs over D_r (2..20; D_f cycles), momentum 0.9, weight decay 5e-4,
 cosine schedule, batch 128 per stream.
 

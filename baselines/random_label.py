@@ -7,9 +7,9 @@ phases: one pass over D_f where every example gets a label drawn uniformly from 
 *other* classes, then one pass over D_r with the true labels; both minimise CE.
 Sequential phases, not mixed batches, because that is what the reference does on
 CIFAR-10 and SVHN (its mixed-dataset branch is only taken for CIFAR-100 and
-Tiny-ImageNet) and what PROTOCOL.md section 6 prescribes.
+Tiny-ImageNet) and what docs/protocol.md section 6 prescribes.
 
-Hyperparameters (PROTOCOL.md section 6): SGD lr 0.01 (log 1e-3..1e-1), 10 epochs
+Hyperparameters (docs/protocol.md section 6): SGD lr 0.01 (log 1e-3..1e-1), 10 epochs
 (2..20), momentum 0.9, weight decay 5e-4, cosine schedule, batch 128 per stream.
 
 Departures from the reference code: the wrong label is uniform over the C - 1 other

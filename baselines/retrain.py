@@ -1,7 +1,7 @@
 """Retrain from scratch on D_r: the exact-unlearning oracle theta_r.
 
 Re-initialises the network and trains it on the retain set with the dataset's
-reference recipe (PROTOCOL.md section 2: SGD, momentum 0.9, weight decay 5e-4,
+reference recipe (docs/protocol.md section 2: SGD, momentum 0.9, weight decay 5e-4,
 cosine schedule, the dataset's epochs, learning rate and augmentation). The
 runner reuses the cached oracle for this row, so its gaps are 0 by construction.
 

@@ -8,7 +8,7 @@ the original model; the top ``mask_ratio`` of all trainable weights (one global
 threshold) are salient. Unlearning is then ``random_label``'s objective, with every
 non-salient weight held at theta_o as a hard constraint.
 
-Hyperparameters (PROTOCOL.md section 6): ``mask_ratio`` 0.5 (share of weights that
+Hyperparameters (docs/protocol.md section 6): ``mask_ratio`` 0.5 (share of weights that
 may move, 0.1..0.9); SGD lr 0.013 (log 1e-3..1e-1), 10 epochs, momentum 0.9,
 weight decay 5e-4, cosine schedule, batch 128 per stream.
 

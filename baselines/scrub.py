@@ -11,7 +11,7 @@ Note that d and its gradient are 0 while student and teacher agree, so the first
 step only moves a network whose train-mode forward differs from the teacher's eval-mode
 one (BatchNorm, dropout); an MLP leaves theta_o through weight decay and min steps first.
 
-Hyperparameters (PROTOCOL.md section 6): ``msteps`` 2 (max phases, 1..epochs);
+Hyperparameters (docs/protocol.md section 6): ``msteps`` 2 (max phases, 1..epochs);
 ``gamma`` 0.99 (CE weight); ``alpha`` 0.001 (KL weight on D_r, log 1e-4..1);
 ``temperature`` 4; SGD lr 5e-4 (log 1e-4..1e-2), 3 epochs, momentum 0.9, weight decay
 5e-4, constant rate (the reference's step decay never triggers in 3 epochs), batch 128.
@@ -19,7 +19,7 @@ With ``scheduler: cosine`` the schedule is sized by the first (longest) epoch, s
 rate does not quite reach 0.
 
 Departures from the reference code: the KL direction is the reference's
-KL(teacher || student); PROTOCOL.md's table writes KL(student || teacher), which is
+KL(teacher || student); docs/protocol.md's table writes KL(student || teacher), which is
 neither the code nor the paper. The max phases are the first min(msteps, epochs)
 epochs, 0-based (the reference's ``epoch <= msteps`` counts from 1; code that loops
 from 0 runs msteps + 1). No SWA averaging (the reference's ``sstart`` is past the

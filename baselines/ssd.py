@@ -7,7 +7,7 @@ importance of each parameter is a diagonal Fisher estimate (mean squared gradien
 the CE loss) on D_f (I_f) and on the whole training set D (I_D). Parameters where
 I_f > alpha * I_D are multiplied by min(1, lam * I_D / I_f); all others stay as they are.
 
-Hyperparameters (PROTOCOL.md section 6): ``alpha`` = 10 (selection threshold,
+Hyperparameters (docs/protocol.md section 6): ``alpha`` = 10 (selection threshold,
 scale 1..100; the authors searched 0.1..100), ``lam`` = 1 (dampening, the paper's
 lambda, scale 0.1..5), ``batch_size`` = 128 (the reference's; the importance is the
 squared gradient of each mini-batch mean, so it depends on the batch size).

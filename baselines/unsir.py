@@ -9,7 +9,7 @@ model finds maximally un-class-like. Impair: train on retain batches mixed with 
 noise labelled as the forgotten class, which wrecks the weights that class relies
 on. Repair: train on retain batches alone to recover the other classes.
 
-Hyperparameters (PROTOCOL.md section 6): ``noise_steps`` = 25 Adam steps at
+Hyperparameters (docs/protocol.md section 6): ``noise_steps`` = 25 Adam steps at
 ``noise_lr`` = 0.1 on the noise, ``noise_per_class`` = 32 noise images,
 ``noise_l2`` = 0.1; ``impair_epochs`` = 1 and ``repair_epochs`` = 1 over D_r;
 Adam lr 1e-4 (scale 1e-5..1e-2), no weight decay, constant rate, batch 128.

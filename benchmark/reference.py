@@ -1,6 +1,6 @@
 """The original model theta_o (trained on D) and the retrain oracle theta_r (on D_r).
 
-Both use the dataset's reference recipe (PROTOCOL.md section 2) and are cached on
+Both use the dataset's reference recipe (docs/protocol.md section 2) and are cached on
 disk under ``<cache_dir>/models/<key>.pt`` where the key hashes everything that
 determines them: dataset and subset, the split's hash (D only for the original),
 model, recipe, augmentation, seed and protocol version. Each file has a SHA-256

@@ -1,5 +1,5 @@
 """Versions written into every result record."""
 
 __version__ = "0.1.0"
-# Bump when PROTOCOL.md changes what a number means; records carry it.
+# Bump when docs/protocol.md changes what a number means; records carry it.
 PROTOCOL_VERSION = "1.0"

@@ -1,4 +1,4 @@
-"""The relearning attack and the relearning convergence delay (RCD), PROTOCOL.md section 4.
+"""The relearning attack and the relearning convergence delay (RCD), docs/protocol.md section 4.
 
 The attack fine-tunes a deep copy of a model on the relearn set with a fixed step
 budget and watches the forget loss on all of D_f come back. T(theta) is the first
@@ -97,12 +97,12 @@ class Levels:
     def undefined_reason(self) -> str | None:
         if self.loss_oracle - self.loss_original < 1e-3:
             return (f"nothing measurable was memorised: L_r - L_o = {self.loss_oracle - self.loss_original:.2e} "
-                    "< 1e-3 (PROTOCOL.md s.4)")
+                    "< 1e-3 (docs/protocol.md s.4)")
         return None
 
 
 def default_budget(n_relearn: int, batch_size: int, epochs: int = 10) -> int:
-    """``epochs`` passes over the relearn set (PROTOCOL.md s.4 default: 10)."""
+    """``epochs`` passes over the relearn set (docs/protocol.md s.4 default: 10)."""
     return max(1, epochs * math.ceil(n_relearn / batch_size))
 
 

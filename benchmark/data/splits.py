@@ -1,4 +1,4 @@
-"""Forget/retain/validation splits as pure, hashed index arrays (PROTOCOL.md section 1).
+"""Forget/retain/validation splits as pure, hashed index arrays (docs/protocol.md section 1).
 
 Every array indexes the dataset's *official training set*. Nothing here mutates
 labels or datasets: forget membership is the index array itself.

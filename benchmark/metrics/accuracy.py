@@ -1,4 +1,4 @@
-"""Accuracy metrics: per-split accuracy, UA, RA, TA (PROTOCOL.md section 3)."""
+"""Accuracy metrics: per-split accuracy, UA, RA, TA (docs/protocol.md section 3)."""
 
 from __future__ import annotations
 

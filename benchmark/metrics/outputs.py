@@ -26,7 +26,7 @@ from benchmark.metrics.core import Undefined
 
 log = logging.getLogger(__name__)
 
-#: The splits a model is evaluated on (PROTOCOL.md section 1).
+#: The splits a model is evaluated on (docs/protocol.md section 1).
 SPLITS: tuple[str, ...] = ("forget", "retain", "val", "test")
 
 _FORMAT_VERSION = 1

@@ -33,7 +33,7 @@ class DigitsCNN(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    """~100k-parameter CNN with a global-average-pool head for 32x32 images (PROTOCOL.md s.2)."""
+    """~100k-parameter CNN with a global-average-pool head for 32x32 images (docs/protocol.md s.2)."""
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, width: int = 32) -> None:
         super().__init__()

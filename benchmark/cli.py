@@ -27,7 +27,7 @@ def _list(what: str, imports: list[str]) -> None:
     if what == "methods":
         from benchmark.module import METHODS as reg
     elif what == "datasets":
-        from benchmark.data.datasets import DATASETS as reg
+        from benchmark.data import DATASETS as reg
     elif what == "models":
         from benchmark.models import MODELS as reg
     elif what == "metrics":

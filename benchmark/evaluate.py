@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.data.datasets import ImageData
+from benchmark.data import ImageData
 from benchmark.data.splits import Split
 from benchmark.data.transforms import BatchTransform
 from benchmark.metrics import ModelOutputs, SplitOutputs, load_outputs, save_outputs

@@ -13,7 +13,7 @@ os.environ.setdefault("WANDB_SILENT", "true")
 
 import baselines  # noqa: E402,F401  - registers every method
 from benchmark.config import compose  # noqa: E402
-from benchmark.data.datasets import load_dataset  # noqa: E402
+from benchmark.data import load_dataset  # noqa: E402
 from benchmark.data.splits import make_split  # noqa: E402
 from benchmark.data.transforms import BatchTransform  # noqa: E402
 from benchmark.models import build_model  # noqa: E402

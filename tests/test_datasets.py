@@ -15,11 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
-import benchmark.data.datasets as ds
-from benchmark.data.datasets import CIFAR10_CLASSES, DATASETS, ImageData, load_dataset
+from benchmark.data import CIFAR10_CLASSES, DATASETS, ImageData, decode, load_dataset, sources
 from benchmark.errors import BenchmarkError
 
-LOGGER = "benchmark.data.datasets"
+CACHE_LOGGER = "benchmark.data.cache"
 
 
 def _write_tree(
@@ -114,7 +113,7 @@ def test_cifar10_class_folder_layout(cifar_tree: tuple[Path, dict[str, np.ndarra
     assert torch.equal(data.test_x, torch.from_numpy(pixels["test"]))
     assert data.train_y.tolist() == [k for k in range(10) for _ in range(3)]
     assert data.test_y.tolist() == [k for k in range(10) for _ in range(2)]
-    assert data.mean == ds._CIFAR10_STATS[0] and data.std == ds._CIFAR10_STATS[1]
+    assert data.mean == sources._CIFAR10_STATS[0] and data.std == sources._CIFAR10_STATS[1]
 
 
 def test_cifar10_root_one_level_above_train(tmp_path: Path) -> None:
@@ -189,7 +188,7 @@ def test_pil_decodes_when_torchvision_decoders_are_gone(
 ) -> None:
     _write_tree(tmp_path, ["a", "b"], {"train": 2, "test": 1}, fmt="jpg")
     fast = load_dataset("imagefolder", root=str(tmp_path))
-    monkeypatch.setattr(ds, "decode_jpeg", None)  # as on a torchvision without image decoders
+    monkeypatch.setattr(decode, "decode_jpeg", None)  # as on a torchvision without image decoders
     slow = load_dataset("imagefolder", root=str(tmp_path))
     assert slow.train_x.shape == fast.train_x.shape
     assert int((slow.train_x.int() - fast.train_x.int()).abs().max()) <= 2
@@ -252,7 +251,7 @@ def test_cache_hit_skips_decoding(
     assert len(files) == 1
     assert not [p for p in (cache / "decoded").iterdir() if p.suffix == ".tmp"]
 
-    monkeypatch.setattr(ds, "_decode_images", _fail_decode)
+    monkeypatch.setattr(sources, "decode_images", _fail_decode)
     _assert_same(first, load_dataset("cifar10", root=str(root), cache_dir=str(cache)))
 
     # a new image changes the fingerprint: the stale entry is not used
@@ -281,7 +280,7 @@ def test_corrupt_cache_warns_and_decodes_again(
         blob[middle] ^= 0x01
         path.write_bytes(blob)
 
-    with caplog.at_level(logging.WARNING, logger=LOGGER):
+    with caplog.at_level(logging.WARNING, logger=CACHE_LOGGER):
         again = load_dataset("cifar10", root=str(root), cache_dir=str(cache))
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and str(path) in warnings[0].getMessage()
@@ -289,8 +288,42 @@ def test_corrupt_cache_warns_and_decodes_again(
     _assert_same(good, again)
 
     # the rebuilt cache file is good again
-    monkeypatch.setattr(ds, "_decode_images", _fail_decode)
+    monkeypatch.setattr(sources, "decode_images", _fail_decode)
     _assert_same(good, load_dataset("cifar10", root=str(root), cache_dir=str(cache)))
+
+
+def test_cache_only_where_asked(
+    cifar_tree: tuple[Path, dict[str, np.ndarray]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, _ = cifar_tree
+    load_dataset("cifar10", root=str(root), cache_dir=str(tmp_path / "cache"))
+    monkeypatch.setattr(sources, "decode_images", _fail_decode)
+    # the cache folder is an argument, not state left behind by an earlier call
+    with pytest.raises(AssertionError, match="decoded although"):
+        load_dataset("cifar10", root=str(root))
+    with pytest.raises(AssertionError, match="decoded although"):
+        load_dataset("cifar10", root=str(root), cache_dir=str(tmp_path / "other"))
+
+
+def test_unwritable_cache_warns_and_returns_the_data(
+    cifar_tree: tuple[Path, dict[str, np.ndarray]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    root, pixels = cifar_tree
+    cache = tmp_path / "cache"
+
+    def full_disk(path: object, data: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("benchmark.data.cache.atomic_write_bytes", full_disk)
+    with caplog.at_level(logging.WARNING, logger=CACHE_LOGGER):
+        data = load_dataset("cifar10", root=str(root), cache_dir=str(cache))
+    assert torch.equal(data.train_x, torch.from_numpy(pixels["train"]))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "No space left" in warnings[0] and "\n" not in warnings[0]
+    assert not (cache / "decoded").exists() or not list((cache / "decoded").iterdir())
 
 
 # --------------------------------------------------------------------------- torchvision layouts
@@ -355,8 +388,8 @@ def test_failed_download_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def offline(*args: object, **kwargs: object) -> None:
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(ds.tv_datasets.CIFAR10, "download", offline)
-    monkeypatch.setattr(ds.tv_datasets.utils, "download_and_extract_archive", offline)
+    monkeypatch.setattr(sources.tv_datasets.CIFAR10, "download", offline)
+    monkeypatch.setattr(sources.tv_datasets.utils, "download_and_extract_archive", offline)
     for name, source in [
         ("cifar10", "cifar-10-python.tar.gz"),
         ("tiny_imagenet", "tiny-imagenet-200.zip"),

@@ -1,46 +1,41 @@
-"""Metrics over cached per-example outputs (PROTOCOL.md section 3).
+"""Metrics (docs/protocol.md, "Metrics"): one registry for every number the suite reports.
 
-Importing this package registers every metric in :data:`METRICS`. Each metric is a
-pure function of numpy arrays (logits, labels, losses) computed once per model;
-nothing here runs a model.
+Importing this package registers every metric in :data:`METRICS`: accuracies and MIAs
+over cached per-example outputs, gaps to the oracle, cost, weight distances and the
+relearning metrics (per attacker). Nothing here runs a model.
 
 Typical use::
 
-    ctx = MetricContext(outputs, forget_classes=None, num_classes=10,
-                        reference_outputs=other_seed_oracles, seed=seed)
-    values, reasons = compute_metrics(ctx)
-    gaps = gap_metrics(values, oracle_values)          # float | Undefined per key
-    values_g, reasons_g = split_values(gaps)            # record form
+    ctx = MetricContext(outputs, forget_classes=None, num_classes=10, seed=seed,
+                        oracle_values=oracle_values, weights=..., timings=..., curves=..., levels=...)
+    values, reasons = compute_metrics(ctx)      # every metric whose requirements ctx holds
 """
 
-from benchmark.metrics import accuracy, mia  # noqa: F401  (registers the metrics)
+from benchmark.metrics import accuracy, derived, mia, relearn  # noqa: F401  (registers the metrics)
 from benchmark.metrics.core import (
     DIRECTIONS,
     METRICS,
+    Column,
     Metric,
     MetricContext,
-    NotedFloat,
-    Undefined,
     compute_metrics,
-    is_defined,
-    register_metric,
-    split_values,
-)
-from benchmark.metrics.derived import (
-    gap_metrics,
     metric_directions,
     metric_docs,
-    time_metrics,
-    weight_distance,
+    progress_keys,
+    register_metric,
+    table_columns,
 )
+from benchmark.metrics.derived import gap_metrics, time_metrics, weight_distance
 from benchmark.metrics.mia import balanced_sample, loss_mia_accuracy, rmia_scores, svc_mia_efficacy
 from benchmark.metrics.outputs import SPLITS, ModelOutputs, SplitOutputs, load_outputs, save_outputs
 from benchmark.metrics.summary import format_cell, summarize, t_critical
+from benchmark.metrics.values import NotedFloat, Undefined, is_defined, split_values
 
 __all__ = [
     "DIRECTIONS",
     "METRICS",
     "SPLITS",
+    "Column",
     "Metric",
     "MetricContext",
     "ModelOutputs",
@@ -56,6 +51,7 @@ __all__ = [
     "loss_mia_accuracy",
     "metric_directions",
     "metric_docs",
+    "progress_keys",
     "register_metric",
     "rmia_scores",
     "save_outputs",
@@ -63,6 +59,7 @@ __all__ = [
     "summarize",
     "svc_mia_efficacy",
     "t_critical",
+    "table_columns",
     "time_metrics",
     "weight_distance",
 ]

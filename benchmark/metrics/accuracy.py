@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.metrics.core import MetricContext, Undefined, register_metric
+from benchmark.metrics.core import MetricContext, register_metric
+from benchmark.metrics.values import Undefined
 from benchmark.metrics.outputs import SplitOutputs
 
 
@@ -60,20 +61,20 @@ def test_acc(ctx: MetricContext) -> float | Undefined:
     return split_accuracy(ctx, "test")
 
 
-@register_metric("eval/ua", "oracle")
+@register_metric("eval/ua", "oracle", title="UA", order=10, progress=True)
 def unlearning_accuracy(ctx: MetricContext) -> float | Undefined:
     """UA = 100 - accuracy on D_f (percent); the oracle's value is the target."""
     acc = split_accuracy(ctx, "forget")
     return acc if isinstance(acc, Undefined) else 100.0 - acc
 
 
-@register_metric("eval/ra", "higher")
+@register_metric("eval/ra", "higher", title="RA", order=11, progress=True)
 def remaining_accuracy(ctx: MetricContext) -> float | Undefined:
     """RA = accuracy on D_r (percent)."""
     return split_accuracy(ctx, "retain")
 
 
-@register_metric("eval/ta", "higher")
+@register_metric("eval/ta", "higher", title="TA", order=12, progress=True)
 def test_accuracy(ctx: MetricContext) -> float | Undefined:
     """TA = accuracy on D_test (percent); class scenario: on the remaining classes only."""
     if ctx.forget_classes is None:
@@ -81,7 +82,7 @@ def test_accuracy(ctx: MetricContext) -> float | Undefined:
     return _subset_accuracy(_test_by_class(ctx, forgotten=False), "test (remaining classes)")
 
 
-@register_metric("eval/test_forgotten/acc", "oracle", class_only=True)
+@register_metric("eval/test_forgotten/acc", "oracle", class_only=True, title="TA_forgot", order=13)
 def test_forgotten_acc(ctx: MetricContext) -> float | Undefined:
     """Class scenario: accuracy on the test examples of the forgotten classes (percent)."""
     return _subset_accuracy(_test_by_class(ctx, forgotten=True), "test (forgotten classes)")

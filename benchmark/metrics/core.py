@@ -1,23 +1,29 @@
-"""The metric registry, the undefined-value type and the evaluation context.
+"""The one metric registry and the evaluation context.
 
-A metric is a registered :class:`Metric` whose ``fn`` maps a :class:`MetricContext`
-(one model's cached outputs plus the scenario) to a number or to
-:class:`Undefined` with a reason. :func:`compute_metrics` evaluates a set of them
-and returns record-ready ``(values, reasons)``; no metric can put a NaN in a record.
+Every number the suite reports is a registered :class:`Metric`: its record key,
+direction, one-line doc, table title, and what it needs (``requires``): the model's
+cached outputs, the oracle's values, the weights, the timings, or the relearning
+curves. ``list metrics``, each record's ``directions``, the table columns, the
+progress line and W&B all derive from this registry; :func:`compute_metrics`
+evaluates every metric whose requirements a :class:`MetricContext` holds and
+returns record-ready ``(values, reasons)``, so no metric can put a NaN in a record.
+
+Relearning metrics are registered once per key template (``relearn/{attacker}/rcd``)
+and expanded for each attacker of the cell.
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from benchmark.errors import BenchmarkError
+from benchmark.metrics.values import MetricValue, Undefined, split_values
 from benchmark.registry import Registry
 
 if TYPE_CHECKING:
@@ -27,55 +33,10 @@ if TYPE_CHECKING:
 #: value is better. "info": not a score (a sample size, a distance with no target).
 DIRECTIONS: tuple[str, ...] = ("higher", "lower", "oracle", "info")
 
+#: What a metric may need beyond the model's own outputs.
+REQUIREMENTS: tuple[str, ...] = ("outputs", "references", "oracle", "weights", "timings", "curves")
 
-@dataclass(frozen=True)
-class Undefined:
-    """A metric value that does not exist, with the reason why.
-
-    It is falsy, never equal to a number, and refuses ``float()`` so that it
-    cannot turn into a NaN unnoticed. In a record it is written as ``None`` with
-    its reason next to it (see :func:`split_values`).
-    """
-
-    reason: str
-
-    def __bool__(self) -> bool:
-        return False
-
-    def __float__(self) -> float:
-        raise TypeError(f"undefined metric value: {self.reason}")
-
-    def to_json(self) -> dict[str, str | None]:
-        """``{"value": None, "reason": ...}``."""
-        return {"value": None, "reason": self.reason}
-
-
-class NotedFloat(float):
-    """A defined value that comes with a caveat (for example, an average over fewer terms).
-
-    Behaves as a plain ``float`` (and serialises as one); :func:`split_values`
-    moves the note into the record's reasons.
-    """
-
-    note: str
-
-    def __new__(cls, value: float, note: str) -> NotedFloat:
-        obj = super().__new__(cls, value)
-        obj.note = note
-        return obj
-
-
-MetricValue: TypeAlias = "float | int | Undefined"
-
-
-def is_defined(value: Any) -> bool:
-    """True for a finite number; False for ``None``, :class:`Undefined`, NaN and inf."""
-    if value is None or isinstance(value, Undefined | bool):
-        return False
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
+ATTACKER = "{attacker}"  # the placeholder of per-attacker key templates
 
 
 @dataclass(frozen=True)
@@ -83,46 +44,64 @@ class Metric:
     """A registered metric.
 
     Attributes:
-        name: The record key, ``phase/split/metric`` (e.g. ``eval/forget/acc``).
+        name: The record key, ``phase/split/metric`` (e.g. ``eval/forget/acc``), or a
+            template with ``{attacker}`` (``relearn/{attacker}/rcd``).
         direction: One of :data:`DIRECTIONS`.
         doc: The definition (the function's docstring).
-        fn: ``fn(ctx) -> float | Undefined``.
-        class_only: Only defined in the class-forgetting scenario; left out of the
-            default set of :func:`compute_metrics` in the other scenarios.
+        fn: ``fn(ctx) -> float | Undefined``; ``fn(ctx, attacker)`` for templates.
+        requires: What the context must hold (:data:`REQUIREMENTS`).
+        class_only: Only defined in the class-forgetting scenario.
+        title: Column title in tables (None: not a table column).
+        digits: Decimals shown in tables.
+        order: Position among the table columns.
+        progress: Shown on the per-cell progress line.
     """
 
     name: str
     direction: str
     doc: str
-    fn: Callable[[MetricContext], MetricValue]
+    fn: Callable[..., MetricValue]
+    requires: tuple[str, ...] = ("outputs",)
     class_only: bool = False
+    title: str | None = None
+    digits: int = 1
+    order: int = 100
+    progress: bool = False
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
-            raise BenchmarkError(
-                f"metric {self.name!r}: direction {self.direction!r} not in {DIRECTIONS}"
-            )
+            raise BenchmarkError(f"metric {self.name!r}: direction {self.direction!r} not in {DIRECTIONS}")
+        bad = [r for r in self.requires if r not in REQUIREMENTS]
+        if bad:
+            raise BenchmarkError(f"metric {self.name!r}: unknown requirement {bad[0]!r}; use {REQUIREMENTS}")
+
+    @property
+    def per_attacker(self) -> bool:
+        return ATTACKER in self.name
 
     @property
     def summary(self) -> str:
         """The first line of the definition."""
         return self.doc.strip().splitlines()[0] if self.doc.strip() else ""
 
-    def __call__(self, ctx: MetricContext) -> MetricValue:
-        return self.fn(ctx)
+    def keys(self, attackers: Sequence[str]) -> list[str]:
+        """The record keys of this metric for the given attackers."""
+        return [self.name.format(attacker=a) for a in attackers] if self.per_attacker else [self.name]
 
 
 METRICS: Registry[Metric] = Registry("metric")
 
 
-def register_metric(
-    name: str, direction: str, *, class_only: bool = False
-) -> Callable[[Callable[[MetricContext], MetricValue]], Callable[[MetricContext], MetricValue]]:
-    """Decorator registering ``fn(ctx)`` as the metric ``name``; its docstring is the definition."""
+def register_metric(name: str, direction: str, *, requires: tuple[str, ...] = ("outputs",),
+                    class_only: bool = False, title: str | None = None, digits: int = 1, order: int = 100,
+                    progress: bool = False, doc: str | None = None
+                    ) -> Callable[[Callable[..., MetricValue]], Callable[..., MetricValue]]:
+    """Decorator registering ``fn`` as the metric ``name``; its docstring (or ``doc``) is the definition."""
 
-    def deco(fn: Callable[[MetricContext], MetricValue]) -> Callable[[MetricContext], MetricValue]:
-        doc = inspect.cleandoc(fn.__doc__ or "")
-        METRICS.register(name)(Metric(name, direction, doc, fn, class_only))
+    def deco(fn: Callable[..., MetricValue]) -> Callable[..., MetricValue]:
+        text = inspect.cleandoc(doc or fn.__doc__ or "")
+        METRICS.register(name)(Metric(name, direction, text, fn, tuple(requires), class_only, title, digits,
+                                      order, progress))
         return fn
 
     return deco
@@ -142,6 +121,13 @@ class MetricContext:
         seed: Seeds every sample drawn by a metric (each metric its own stream).
         rmia_offline_a: RMIA's offline coefficient a (Zarifzadeh et al., 2024).
         rmia_gamma: RMIA's likelihood-ratio threshold gamma.
+        oracle_values: The retrain oracle's own metric values (for gaps), or None.
+        weights: ``{"model", "original", "oracle"}`` -> trainable state dicts, or None.
+        timings: Wall seconds by key (``unlearn_s``, ``oracle_train_s``, ``eval_s``, ...).
+        curves: Attacker -> this model's relearning curve (``benchmark.callbacks.relearn.Curve``).
+        oracle_curves: Attacker -> the oracle's curve.
+        levels: The relearning levels (``Levels``) of the group.
+        rmia_undefined: Why RMIA has no references here (the forget set differs between seeds).
     """
 
     outputs: ModelOutputs
@@ -152,6 +138,14 @@ class MetricContext:
     seed: int = 0
     rmia_offline_a: float = 0.3
     rmia_gamma: float = 1.0
+    oracle_values: Mapping[str, Any] | None = None
+    weights: Mapping[str, Mapping[str, Any]] | None = None
+    timings: Mapping[str, float | None] | None = None
+    curves: Mapping[str, Any] | None = None
+    oracle_curves: Mapping[str, Any] | None = None
+    levels: Any = None
+    rmia_undefined: str | None = None
+    values: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -159,22 +153,27 @@ class MetricContext:
             raise BenchmarkError(f"num_classes must be >= 1, got {self.num_classes}")
         for split, so in self.outputs.items():
             if so.n and so.num_classes != self.num_classes:
-                raise BenchmarkError(
-                    f"outputs[{split!r}] has {so.num_classes} logits, expected {self.num_classes}"
-                )
+                raise BenchmarkError(f"outputs[{split!r}] has {so.num_classes} logits, expected {self.num_classes}")
         if self.forget_classes is not None:
             bad = [c for c in self.forget_classes if not 0 <= int(c) < self.num_classes]
             if bad or not self.forget_classes:
-                raise BenchmarkError(
-                    f"forget_classes must be a non-empty list of classes in "
-                    f"[0, {self.num_classes}), got {self.forget_classes}"
-                )
+                raise BenchmarkError(f"forget_classes must be a non-empty list of classes in "
+                                     f"[0, {self.num_classes}), got {self.forget_classes}")
         if self.mia_shadow_max < 1:
             raise BenchmarkError(f"mia_shadow_max must be >= 1, got {self.mia_shadow_max}")
         if not 0.0 <= self.rmia_offline_a <= 1.0:
             raise BenchmarkError(f"rmia_offline_a must lie in [0, 1], got {self.rmia_offline_a}")
         if self.rmia_gamma <= 0:
             raise BenchmarkError(f"rmia_gamma must be > 0, got {self.rmia_gamma}")
+
+    def has(self, requirement: str) -> bool:
+        """Whether this context holds what a metric ``requires``."""
+        return {"outputs": True, "references": True, "oracle": self.oracle_values is not None,
+                "weights": self.weights is not None, "timings": self.timings is not None,
+                "curves": bool(self.curves) and self.levels is not None}[requirement]
+
+    def attackers(self) -> list[str]:
+        return list(self.curves or {})
 
     def split(self, name: str) -> SplitOutputs | Undefined:
         """The outputs of one split, or :class:`Undefined` when it was not evaluated."""
@@ -195,59 +194,84 @@ class MetricContext:
         return self._cache[key]
 
 
-def split_values(
-    raw: Mapping[str, MetricValue | None],
-) -> tuple[dict[str, float | int | None], dict[str, str]]:
-    """Turns metric values into record form: ``(values, reasons)``.
-
-    :class:`Undefined` becomes ``None`` with its reason; a :class:`NotedFloat`
-    becomes a plain float with its note as the reason; a bare ``None`` gets the
-    reason ``"no value"``. A NaN or inf is turned into ``None`` with a reason
-    saying so, so a record never holds a non-finite number.
-    """
-    values: dict[str, float | int | None] = {}
-    reasons: dict[str, str] = {}
-    for key, v in raw.items():
-        if isinstance(v, Undefined):
-            values[key], reasons[key] = None, v.reason
-        elif v is None:
-            values[key], reasons[key] = None, "no value"
-        elif isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
-            raise BenchmarkError(f"metric {key!r} returned {type(v).__name__}, expected a number")
-        elif not math.isfinite(float(v)):
-            values[key] = None
-            reasons[key] = f"evaluated to {float(v)} (non-finite; reported as undefined)"
-        else:
-            values[key] = int(v) if isinstance(v, int | np.integer) else float(v)
-            if isinstance(v, NotedFloat):
-                reasons[key] = v.note
-    return values, reasons
+def _ordered() -> list[Metric]:
+    """Registered metrics, those that read other metrics' values (oracle gaps) last."""
+    return sorted((m for _, m in METRICS.items()), key=lambda m: "oracle" in m.requires)
 
 
-def compute_metrics(
-    ctx: MetricContext, names: Sequence[str] | None = None
-) -> tuple[dict[str, float | int | None], dict[str, str]]:
-    """Evaluates registered metrics on one model's cached outputs.
+def compute_metrics(ctx: MetricContext, names: Sequence[str] | None = None
+                    ) -> tuple[dict[str, float | int | None], dict[str, str]]:
+    """Evaluates registered metrics on one model's cached outputs (and whatever else ``ctx`` holds).
 
     Args:
-        ctx: The model's outputs and the scenario.
-        names: Record keys to compute; default all registered metrics (the
-            class-only ones only in the class scenario). An unknown name raises
-            :class:`BenchmarkError` with a did-you-mean hint.
+        ctx: The model's outputs, the scenario, and optionally the oracle's values,
+            the weights, the timings and the relearning curves.
+        names: Metric names (registry names, templates included) to compute; default
+            every metric whose requirements ``ctx`` holds (the class-only ones only in
+            the class scenario). An unknown name raises :class:`BenchmarkError`.
 
     Returns:
-        ``(values, reasons)``: every requested key maps to a finite number or
-        ``None``; ``reasons`` explains each ``None`` (and notes caveats).
+        ``(values, reasons)``: every computed key maps to a finite number or ``None``;
+        ``reasons`` explains each ``None`` (and notes caveats).
     """
     if names is None:
-        names = [
-            name for name, m in METRICS.items() if not (m.class_only and ctx.forget_classes is None)
-        ]
+        chosen = [m for m in _ordered() if all(ctx.has(r) for r in m.requires)
+                  and not (m.class_only and ctx.forget_classes is None)]
+    else:
+        chosen = sorted((METRICS.get(n) for n in names), key=lambda m: "oracle" in m.requires)
     raw: dict[str, MetricValue] = {}
-    for name in names:
-        metric = METRICS.get(name)
-        if metric.class_only and ctx.forget_classes is None:
-            raw[name] = Undefined("only defined in the class-forgetting scenario")
+    for metric in chosen:
+        if metric.per_attacker:
+            for a in ctx.attackers():
+                raw[metric.name.format(attacker=a)] = metric.fn(ctx, a)
+        elif metric.class_only and ctx.forget_classes is None:
+            raw[metric.name] = Undefined("only defined in the class-forgetting scenario")
         else:
-            raw[name] = metric(ctx)
+            raw[metric.name] = metric.fn(ctx)
+        ctx.values.update(raw)
     return split_values(raw)
+
+
+def metric_directions(attackers: Sequence[str] = ("sgd", "adam")) -> dict[str, str]:
+    """Record key -> direction, for every registered metric (templates expanded per attacker)."""
+    return {k: m.direction for _, m in METRICS.items() for k in m.keys(attackers)}
+
+
+def metric_docs(attackers: Sequence[str] | None = None) -> dict[str, str]:
+    """Record key (or template, when ``attackers`` is None) -> one-line definition."""
+    if attackers is None:
+        return {m.name: m.summary for _, m in METRICS.items()}
+    return {k: m.summary for _, m in METRICS.items() for k in m.keys(attackers)}
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: record key, title, decimals, direction."""
+
+    key: str
+    title: str
+    digits: int
+    direction: str
+
+
+def table_columns(attackers: Sequence[str] = ("sgd", "adam")) -> list[Column]:
+    """The columns every table (printed, summary, leaderboard, W&B) shows, in order."""
+    cols = []
+    for m in sorted((m for _, m in METRICS.items() if m.title), key=lambda m: (m.order, m.name)):
+        for k, a in zip(m.keys(attackers), attackers if m.per_attacker else [None], strict=False):
+            cols.append(Column(k, m.title.format(attacker=a) if a else m.title, m.digits, m.direction))
+    return cols
+
+
+def progress_keys(attackers: Sequence[str] = ("sgd", "adam")) -> list[Column]:
+    """The columns of the per-cell progress line."""
+    return [c for c in table_columns(attackers) if METRICS.get(_template(c.key)).progress]
+
+
+def _template(key: str) -> str:
+    parts = key.split("/")
+    if key in METRICS:
+        return key
+    if len(parts) == 3 and parts[0] == "relearn":
+        return f"relearn/{ATTACKER}/{parts[2]}"
+    return key

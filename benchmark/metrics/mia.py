@@ -13,7 +13,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import SVC
 
 from benchmark.errors import BenchmarkError
-from benchmark.metrics.core import MetricContext, Undefined, register_metric
+from benchmark.metrics.core import MetricContext, register_metric
+from benchmark.metrics.values import Undefined
 from benchmark.metrics.outputs import ModelOutputs, SplitOutputs
 
 RMIA_NEEDS_REFERENCES = (
@@ -107,7 +108,7 @@ def _efficacy(ctx: MetricContext) -> tuple[float, int] | Undefined:
     return value, n
 
 
-@register_metric("eval/mia/efficacy", "oracle")
+@register_metric("eval/mia/efficacy", "oracle", title="MIA-eff", order=20)
 def mia_efficacy(ctx: MetricContext) -> float | Undefined:
     """MIA-efficacy (SalUn-compatible): percent of D_f that a confidence attack calls non-member.
 
@@ -184,7 +185,7 @@ def logistic_regression_1d(x: np.ndarray, y: np.ndarray, C: float = 1.0, iters: 
     return float(w), float(b)
 
 
-@register_metric("eval/mia/loss_acc", "oracle")
+@register_metric("eval/mia/loss_acc", "oracle", title="Loss-MIA", order=21)
 def loss_mia(ctx: MetricContext) -> float | Undefined:
     """Loss-MIA: 10-fold CV accuracy (percent) of logistic regression on loss, D_f vs D_test.
 
@@ -260,7 +261,7 @@ def rmia_scores(
 
 def _rmia(ctx: MetricContext) -> float | Undefined:
     if len(ctx.reference_outputs) < 1:
-        return Undefined(RMIA_NEEDS_REFERENCES)
+        return Undefined(ctx.rmia_undefined or RMIA_NEEDS_REFERENCES)
     models: list[ModelOutputs] = [ctx.outputs, *ctx.reference_outputs]
     for split in ("forget", "test"):
         so = ctx.split(split)
@@ -313,7 +314,7 @@ def _rmia(ctx: MetricContext) -> float | Undefined:
     return float(roc_auc_score(y, scores))
 
 
-@register_metric("eval/mia/rmia_auc", "oracle")
+@register_metric("eval/mia/rmia_auc", "oracle", requires=("outputs", "references"), title="RMIA-AUC", order=22)
 def rmia_auc(ctx: MetricContext) -> float | Undefined:
     """RMIA AUC (offline, Zarifzadeh et al. 2024): D_f members vs D_test non-members, in [0, 1].
 

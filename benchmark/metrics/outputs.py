@@ -22,7 +22,7 @@ from typing import TypeAlias
 import numpy as np
 
 from benchmark.errors import BenchmarkError
-from benchmark.metrics.core import Undefined
+from benchmark.metrics.values import Undefined
 
 log = logging.getLogger(__name__)
 

@@ -6,30 +6,14 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from benchmark.metrics.core import Undefined
+from scipy import stats
 
-# Two-sided 95% critical values t_{0.975, df}, used only if scipy is missing.
-_T975 = (
-    12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004,
-    2.262157, 2.228139, 2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905,
-    2.109816, 2.100922, 2.093024, 2.085963, 2.079614, 2.073873, 2.068658, 2.063899,
-    2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272,
-)  # fmt: skip
+from benchmark.metrics.values import Undefined
 
 
 def t_critical(df: int, level: float = 0.95) -> float:
-    """Two-sided Student-t critical value (``scipy.stats.t.ppf((1 + level) / 2, df)``)."""
-    try:
-        from scipy.stats import t
-
-        return float(t.ppf((1.0 + level) / 2.0, df))
-    except ImportError:  # pragma: no cover - scipy comes with scikit-learn
-        if level != 0.95:
-            raise
-        if df <= len(_T975):
-            return _T975[df - 1]
-        z = 1.959964  # Cornish-Fisher expansion, error < 1e-4 for df > 30
-        return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+    """Two-sided Student-t critical value: ``scipy.stats.t.ppf((1 + level) / 2, df)``."""
+    return float(stats.t.ppf((1.0 + level) / 2.0, df))
 
 
 def summarize(values: Iterable[float | None]) -> dict[str, Any]:

@@ -51,12 +51,13 @@ class BadTeacher(UnlearnModule):
                     "temperature": ("float", 0.5, 4.0), "epochs": ("int", 1, 5)}
 
     def __init__(self, net: nn.Module, data: UnlearnData, *, temperature: float = 1.0,
-                 retain_fraction: float = 0.3, **kw) -> None:
+                 retain_fraction: float = 0.3, epochs: int = 1, batch_size: int = 256, lr: float = 1e-4,
+                 optimizer: str = "adam", weight_decay: float = 0.0, scheduler: str = "constant", **kw) -> None:
         if temperature <= 0 or not 0.0 < retain_fraction <= 1.0:
             raise ValueError(f"need temperature > 0 and 0 < retain_fraction <= 1, got {temperature}, "
                              f"{retain_fraction}")
-        kw = {"epochs": 1, "batch_size": 256, "lr": 1e-4, "optimizer": "adam", "weight_decay": 0.0, "scheduler": "constant", **kw}
-        super().__init__(net, data, **kw)
+        super().__init__(net, data, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                         weight_decay=weight_decay, scheduler=scheduler, **kw)
         self.save_hyperparameters(ignore=["net", "data"])
 
     def on_unlearn_start(self) -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from baselines.boundary_shrink import RECIPE
 from benchmark.importance import output_layer, resize_output
 from benchmark.losses import ce
 from benchmark.module import METHODS, Batch, UnlearnData, UnlearnModule
@@ -38,10 +37,11 @@ class BoundaryExpand(UnlearnModule):
     streams = ("forget",)
     search_space = {"lr": ("log", 1e-6, 1e-2), "epochs": ("int", 2, 20)}
 
-    def __init__(self, net: nn.Module, data: UnlearnData, **kw) -> None:
-        """``kw``: the base class's optimiser arguments, boundary shrinking's reference ``RECIPE`` by default."""
+    def __init__(self, net: nn.Module, data: UnlearnData, *, lr: float = 1e-5, scheduler: str = "constant",
+                 **kw) -> None:
+        """``kw``: the base class's optimiser arguments (boundary shrinking's reference recipe)."""
         output_layer(net)  # fail at construction, not mid-run, when there is no fc head
-        super().__init__(net, data, **{**RECIPE, **kw})
+        super().__init__(net, data, lr=lr, scheduler=scheduler, **kw)
 
     def on_unlearn_setup(self) -> None:
         # before the optimiser is built, so that it trains the extra neuron (timed by the base)

@@ -30,28 +30,17 @@ from torch import nn
 from benchmark.losses import ce
 from benchmark.module import METHODS, Batch, UnlearnData, UnlearnModule
 
-# The reference recipe of both boundary methods (docs/protocol.md section 6).
-RECIPE = {
-    "epochs": 10,
-    "lr": 1e-5,
-    "optimizer": "sgd",
-    "momentum": 0.9,
-    "weight_decay": 5e-4,
-    "batch_size": 128,
-    "scheduler": "constant",
-}
-
-
 @METHODS.register()
 class BoundaryShrink(UnlearnModule):
     streams = ("forget",)
     search_space = {"lr": ("log", 1e-6, 1e-2), "epochs": ("int", 2, 20), "eps": ("float", 0.01, 0.3)}
 
-    def __init__(self, net: nn.Module, data: UnlearnData, *, eps: float = 0.1, **kw) -> None:
-        """``kw``: the base class's optimiser arguments, the reference's recipe (``RECIPE``) by default."""
+    def __init__(self, net: nn.Module, data: UnlearnData, *, eps: float = 0.1, lr: float = 1e-5,
+                 scheduler: str = "constant", **kw) -> None:
+        """``kw``: the base class's optimiser arguments (the reference recipe: SGD, 10 epochs, constant lr)."""
         if eps <= 0:
             raise ValueError(f"eps must be positive, got {eps}")
-        super().__init__(net, data, **{**RECIPE, **kw})
+        super().__init__(net, data, lr=lr, scheduler=scheduler, **kw)
         self.save_hyperparameters(ignore=["net", "data"])
 
     def on_unlearn_start(self) -> None:

@@ -12,13 +12,19 @@ Hyperparameters (docs/protocol.md section 6): SGD lr 1e-4..1e-3 (default 5e-4),
 from __future__ import annotations
 
 from benchmark.losses import ce
-from benchmark.module import METHODS, Batch, UnlearnModule
+from torch import nn
+
+from benchmark.module import METHODS, Batch, UnlearnData, UnlearnModule
 
 
 @METHODS.register()
 class GradAscent(UnlearnModule):
     streams = ("forget",)
     search_space = {"lr": ("log", 1e-5, 1e-2), "epochs": ("int", 1, 10)}
+
+    def __init__(self, net: nn.Module, data: UnlearnData, *, epochs: int = 5, lr: float = 5e-4,
+                 weight_decay: float = 0.0, scheduler: str = "constant", **kw) -> None:
+        super().__init__(net, data, epochs=epochs, lr=lr, weight_decay=weight_decay, scheduler=scheduler, **kw)
 
     def unlearn_step(self, batch: dict[str, Batch]) -> dict:
         b = batch["forget"]

@@ -6,7 +6,9 @@ its relearning delay is 0 by definition.
 
 from __future__ import annotations
 
-from benchmark.module import METHODS, UnlearnModule
+from torch import nn
+
+from benchmark.module import METHODS, UnlearnData, UnlearnModule
 
 
 @METHODS.register()
@@ -14,6 +16,9 @@ class Original(UnlearnModule):
     """A no-op: one-shot, and the shot does nothing."""
 
     one_shot = True
+
+    def __init__(self, net: nn.Module, data: UnlearnData) -> None:
+        super().__init__(net, data)
 
     def unlearn_once(self) -> dict[str, float]:
         return {}

@@ -49,11 +49,11 @@ def saliency_mask(saliency: list[torch.Tensor], ratio: float) -> list[torch.Tens
 class Salun(RandomLabel):
     search_space = {"lr": ("log", 1e-3, 1e-1), "epochs": ("int", 2, 20), "mask_ratio": ("float", 0.1, 0.9)}
 
-    def __init__(self, net: nn.Module, data: UnlearnData, *, mask_ratio: float = 0.5, **kw) -> None:
+    def __init__(self, net: nn.Module, data: UnlearnData, *, mask_ratio: float = 0.5, lr: float = 0.013,
+                 **kw) -> None:
         if not 0.0 <= mask_ratio <= 1.0:
             raise ValueError(f"mask_ratio must be in [0, 1], not {mask_ratio}")
-        kw = {"lr": 0.013, **kw}
-        super().__init__(net, data, **kw)
+        super().__init__(net, data, lr=lr, **kw)
         self.save_hyperparameters(ignore=["net", "data"])
         self.mask: list[torch.Tensor] = []  # per trainable parameter, True = salient (may move)
         self._theta_o: list[torch.Tensor] = []

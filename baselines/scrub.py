@@ -50,11 +50,11 @@ class Scrub(UnlearnModule):
                     "epochs": ("int", 2, 10)}
 
     def __init__(self, net: nn.Module, data: UnlearnData, *, msteps: int = 2, gamma: float = 0.99,
-                 alpha: float = 0.001, temperature: float = 4.0, **kw) -> None:
+                 alpha: float = 0.001, temperature: float = 4.0, epochs: int = 3, lr: float = 5e-4,
+                 scheduler: str = "constant", **kw) -> None:
         if msteps < 0 or temperature <= 0:
             raise ValueError(f"need msteps >= 0 and temperature > 0, got {msteps} and {temperature}")
-        kw = {"epochs": 3, "lr": 5e-4, "scheduler": "constant", **kw}
-        super().__init__(net, data, **kw)
+        super().__init__(net, data, epochs=epochs, lr=lr, scheduler=scheduler, **kw)
         self.save_hyperparameters(ignore=["net", "data"])
         self.max_phases = 0  # max phases run so far
         self._phase: Phase | None = None

@@ -34,7 +34,7 @@ from enum import Enum
 import torch
 from torch import nn
 
-from benchmark.errors import BenchmarkError
+from benchmark.errors import MethodRefusal
 from benchmark.losses import ce
 from benchmark.module import METHODS, Batch, UnlearnData, UnlearnModule
 
@@ -61,19 +61,22 @@ class Unsir(UnlearnModule):
         noise_l2: float = 0.1,
         impair_epochs: int = 1,
         repair_epochs: int = 1,
-        **kw,
+        lr: float = 1e-4,
+        optimizer: str = "adam",
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        batch_size: int = 128,
+        scheduler: str = "constant",
     ) -> None:
         if data.scenario != "class" or not data.forget_classes:
-            raise BenchmarkError(
+            raise MethodRefusal(
                 f"unsir forgets whole classes only, but the forget scenario is {data.scenario!r}; "
                 "run it with forget.scenario=class forget.classes=[K]"
             )
-        if "epochs" in kw:
-            raise BenchmarkError("unsir takes impair_epochs and repair_epochs, not epochs")
         if impair_epochs < 1 or repair_epochs < 0 or noise_steps < 1 or noise_per_class < 1:
             raise ValueError("need impair_epochs, noise_steps, noise_per_class >= 1 and repair_epochs >= 0")
-        kw = {"lr": 1e-4, "optimizer": "adam", "weight_decay": 0.0, "scheduler": "constant", **kw}
-        super().__init__(net, data, epochs=impair_epochs + repair_epochs, **kw)
+        super().__init__(net, data, epochs=impair_epochs + repair_epochs, lr=lr, optimizer=optimizer,
+                         momentum=momentum, weight_decay=weight_decay, batch_size=batch_size, scheduler=scheduler)
         self.save_hyperparameters(ignore=["net", "data"])
         self.noise: torch.Tensor | None = None  # [K * noise_per_class, C, H, W], network input
         self.noise_labels: torch.Tensor | None = None  # [K * noise_per_class]

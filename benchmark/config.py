@@ -1,14 +1,16 @@
-"""Layered configuration with OmegaConf.
+"""Layered configuration with OmegaConf, checked before any data loads.
 
 Order (later wins): ``configs/bench.yaml`` -> ``configs/dataset/<dataset>.yaml``
-(under ``data``) -> ``configs/preset/<preset>.yaml`` -> command-line dot-list
-overrides. Method hyperparameters come from ``configs/method/<name>.yaml``, then
-``method_args.<name>.<key>=...``. Registry names, never import paths, appear in
-user configs (``imports`` names the modules to import for user methods).
+(under ``data``; its ``overrides:`` block sets other keys for that dataset) ->
+``configs/preset/<preset>.yaml`` -> a sweep's shared keys -> command-line dot-list
+overrides. Config files are looked up on a search path: ``config_path`` folders,
+then each imported package's own ``configs/`` folder, then the suite's ``configs/``.
+Method hyperparameters are the methods' keyword arguments (``benchmark.hparams``).
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +20,84 @@ from omegaconf.errors import OmegaConfBaseException
 from benchmark.errors import BenchmarkError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+FREE_FORM = ("method_args", "method_defaults", "attack.attacker_args")  # dicts checked by their owners
+# a sweep file: its grid, and keys it may set for every cell of the grid
+SWEEP_GRID = {"datasets", "scenarios", "seeds", "methods"}
+SWEEP_SHARED = {"imports", "config_path", "method_args", "method_defaults"}
+
+_search_path: list[Path] = [CONFIG_DIR]
 
 
-def _load_yaml(path: Path, what: str) -> DictConfig:
-    if not path.is_file():
-        options = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise BenchmarkError(f"unknown {what} {path.stem!r}: no {path}; available: {', '.join(options)}")
+def search_path() -> list[Path]:
+    """The folders config files are looked up in, first match wins."""
+    return list(_search_path)
+
+
+def set_search_path(extra: list[str | Path], imports: list[str]) -> list[Path]:
+    """``config_path`` folders, then each imported package's ``configs/``, then the suite's."""
+    dirs: list[Path] = []
+    for p in extra or []:
+        d = Path(str(p)).expanduser()
+        if not d.is_dir():
+            raise BenchmarkError(f"config_path entry {str(p)!r} is not a folder; pass existing folders, "
+                                 "e.g. config_path=[mylab/configs]")
+        dirs.append(d.resolve())
+    for name in imports or []:
+        mod = importlib.import_module(str(name).split(".")[0])
+        for base in getattr(mod, "__path__", []) or [Path(getattr(mod, "__file__", "") or ".").parent]:
+            for cand in (Path(base) / "configs", Path(base).parent / "configs"):
+                if cand.is_dir() and cand.resolve() != CONFIG_DIR and cand.resolve() not in dirs:
+                    dirs.append(cand.resolve())
+                    break
+    _search_path[:] = [*dirs, CONFIG_DIR]
+    return search_path()
+
+
+def import_user_modules(names: list[str]) -> None:
+    """Imports ``imports=[...]`` so user methods and models register themselves, then the baselines."""
+    for name in names or []:
+        try:
+            importlib.import_module(str(name))
+        except ImportError as e:
+            raise BenchmarkError(f"cannot import {name!r} from imports=[...] ({e}); "
+                                 "put its folder on PYTHONPATH or install it") from None
+    importlib.import_module("baselines")
+
+
+def find_config(kind: str, name: str, required: bool = True) -> Path | None:
+    """``<dir>/<kind>/<name>.yaml`` on the search path; a path to a YAML file is taken as it is."""
+    as_path = Path(str(name)).expanduser()
+    if str(name).endswith((".yaml", ".yml")) or "/" in str(name):
+        if as_path.is_file():
+            return as_path
+        if required:
+            raise BenchmarkError(f"{kind} file {str(name)!r} does not exist; pass an existing YAML file "
+                                 f"or the name of one in {kind}/ on the config path")
+        return None
+    for d in _search_path:
+        p = d / kind / f"{name}.yaml"
+        if p.is_file():
+            return p
+    if not required:
+        return None
+    options = sorted({p.stem for d in _search_path for p in (d / kind).glob("*.yaml")})
+    import difflib
+
+    close = difflib.get_close_matches(str(name), options, n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise BenchmarkError(f"unknown {kind} {name!r}; {hint}available: {', '.join(options)}")
+
+
+def load_yaml(path: Path, what: str) -> DictConfig:
     try:
         cfg = OmegaConf.load(path)
-    except (OmegaConfBaseException, OSError, ValueError) as e:
-        raise BenchmarkError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
-    if cfg is None or isinstance(cfg, ListConfig):
+    except (OmegaConfBaseException, OSError, ValueError, UnicodeDecodeError) as e:
+        raise BenchmarkError(f"cannot read {what} file {path}: {str(e).splitlines()[0] if str(e) else e}; "
+                             "fix its YAML") from None
+    if cfg is None or (isinstance(cfg, DictConfig) and not cfg):
         return OmegaConf.create({})
+    if isinstance(cfg, ListConfig):
+        raise BenchmarkError(f"{what} file {path} holds a list; it must be a mapping of keys to values")
     return cfg
 
 
@@ -46,84 +114,121 @@ def parse_overrides(overrides: list[str]) -> DictConfig:
         raise BenchmarkError(f"cannot parse overrides: {str(e).splitlines()[0]}") from None
 
 
-def compose(overrides: list[str] | None = None, config_dir: Path | None = None) -> DictConfig:
-    """Builds the resolved run configuration.
+def _base() -> DictConfig:
+    return load_yaml(CONFIG_DIR / "bench.yaml", "base config")
+
+
+def _prepare_search(cli: DictConfig, extra: dict | None = None) -> None:
+    base = _base()
+    extra = extra or {}
+    config_path = list(cli.get("config_path", extra.get("config_path", base.get("config_path"))) or [])
+    imports = [*list(extra.get("imports") or []), *list(cli.get("imports", base.get("imports")) or [])]
+    import_user_modules(imports)
+    set_search_path(config_path, imports)
+    register_method_variants()
+
+
+def compose(overrides: list[str] | None = None, shared: dict[str, Any] | None = None) -> DictConfig:
+    """Builds one resolved run configuration.
+
+    Args:
+        overrides: command-line ``KEY=VALUE`` items (they win).
+        shared: keys a sweep file sets for every cell (``imports``, ``method_args``, ...).
 
     Raises:
         BenchmarkError: on an unknown key, dataset, preset, or an unreadable file.
     """
-    cdir = config_dir or CONFIG_DIR
     cli = parse_overrides(list(overrides or []))
-    base = _load_yaml(cdir / "bench.yaml", "base config")
+    _prepare_search(cli, shared)
+    base = _base()
     preset_name = cli.get("preset", base.get("preset"))
-    preset = _load_yaml(cdir / "preset" / f"{preset_name}.yaml", "preset") if preset_name else OmegaConf.create({})
+    preset = load_yaml(find_config("preset", preset_name), "preset") if preset_name else OmegaConf.create({})
     dataset = cli.get("dataset", preset.get("dataset", base.get("dataset")))
-    data = _load_yaml(cdir / "dataset" / f"{dataset}.yaml", "dataset")
-    # a dataset may carry defaults for other keys (e.g. a larger attack budget for tiny data)
+    data = load_yaml(find_config("dataset", str(dataset)), "dataset")
     dataset_overrides = data.pop("overrides", None) or {}
     cfg = OmegaConf.merge(base, {"dataset": dataset, "data": data})
     OmegaConf.set_struct(cfg, True)
-    for free in ("method_args", "method_defaults", "attack.attacker_args"):  # free-form dicts
+    for free in FREE_FORM:
         OmegaConf.set_struct(OmegaConf.select(cfg, free), False)
     try:
-        cfg = OmegaConf.merge(cfg, dataset_overrides, preset, cli)
+        cfg = OmegaConf.merge(cfg, dataset_overrides, preset, OmegaConf.create(shared or {}), cli)
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or str(e).splitlines()[0]
         raise BenchmarkError(f"unknown or invalid config key {key!r}; see configs/bench.yaml for the keys") from None
     if cfg.model is None:
         cfg.model = cfg.data.model
+    if shared and shared.get("imports"):
+        cfg.imports = [*shared["imports"], *[i for i in cfg.imports if i not in shared["imports"]]]
     return cfg
 
 
-VARIANT_KEY = "base"  # a method YAML with `base: ieu` is a variant of the registered method `ieu`
+def declared_method_overrides(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(method_defaults, method_args)`` that the dataset's and preset's files declare: the
+    benchmark's own settings, which a row label does not call a variant."""
+    common: dict[str, Any] = {}
+    per: dict[str, Any] = {}
+    layers = [load_yaml(find_config("dataset", str(cfg.dataset)), "dataset").get("overrides") or {}]
+    if cfg.get("preset"):
+        layers.append(load_yaml(find_config("preset", str(cfg.preset)), "preset"))
+    for layer in layers:
+        layer = OmegaConf.to_container(OmegaConf.create(layer), resolve=True) if layer else {}
+        common.update(layer.get("method_defaults") or {})
+        for m, args in (layer.get("method_args") or {}).items():
+            per.setdefault(m, {}).update(args or {})
+    return common, per
 
 
-def register_method_variants(config_dir: Path | None = None) -> None:
-    """Registers each ``configs/method/<name>.yaml`` that names a ``base`` method as ``<name>``."""
+def register_method_variants() -> None:
+    """Registers each ``method/<name>.yaml`` on the search path that names a ``base`` method."""
+    from benchmark.hparams import VARIANT_KEY
     from benchmark.module import METHODS
 
-    for path in sorted((config_dir or CONFIG_DIR).glob("method/*.yaml")):
-        base = _load_yaml(path, "method").get(VARIANT_KEY)
-        if base and path.stem not in METHODS:
-            METHODS.register(path.stem)(METHODS.get(str(base)))
+    for d in reversed(_search_path):
+        for path in sorted(d.glob("method/*.yaml")):
+            base = load_yaml(path, "method").get(VARIANT_KEY)
+            if base and path.stem not in METHODS:
+                METHODS.register(path.stem)(METHODS.get(str(base)))
 
 
-SWEEP_KEYS = {"datasets", "scenarios", "seeds", "methods"}
-
-
-def compose_grid(overrides: list[str] | None = None, config_dir: Path | None = None) -> list[DictConfig]:
-    """The run configs of a command line: one, or one per (dataset, scenario) of
-    ``sweep=<name>`` (``configs/sweep/<name>.yaml``). Command-line overrides win over the sweep."""
-    cdir = config_dir or CONFIG_DIR
+def compose_grid(overrides: list[str] | None = None) -> list[DictConfig]:
+    """The run configs of a command line: one, or one per (dataset, scenario) of ``sweep=NAME``
+    (``sweep/NAME.yaml`` on the config path, or a path to a YAML file). The command line wins."""
     overrides = list(overrides or [])
     cli = parse_overrides(overrides)
-    name = cli.get("sweep", _load_yaml(cdir / "bench.yaml", "base config").get("sweep"))
+    name = cli.get("sweep", _base().get("sweep"))
     if not name:
-        return [compose(overrides, cdir)]
-    sweep = _load_yaml(cdir / "sweep" / f"{name}.yaml", "sweep")
-    unknown = set(sweep) - SWEEP_KEYS
+        return [compose(overrides)]
+    _prepare_search(cli)
+    sweep = load_yaml(find_config("sweep", str(name)), "sweep")
+    unknown = set(sweep) - SWEEP_GRID - SWEEP_SHARED
     if unknown:
-        raise BenchmarkError(f"unknown key {sorted(unknown)[0]!r} in sweep {name!r}; "
-                             f"a sweep has {', '.join(sorted(SWEEP_KEYS))}")
-    datasets = list(sweep.get("datasets") or [])
-    scenarios = list(sweep.get("scenarios") or [])
-    if not datasets or not scenarios or not sweep.get("seeds") or not sweep.get("methods"):
-        raise BenchmarkError(f"sweep {name!r} has an empty grid; give datasets, scenarios (with ratios), "
-                             "seeds and methods")
+        raise BenchmarkError(f"unknown key {sorted(unknown)[0]!r} in sweep {name!r}; a sweep has "
+                             f"{', '.join(sorted(SWEEP_GRID | SWEEP_SHARED))}")
+    sw = OmegaConf.to_container(sweep, resolve=True)
+    shared = {k: sw[k] for k in SWEEP_SHARED if k in sw}
+    for key in ("datasets", "scenarios", "seeds"):
+        if not isinstance(sw.get(key), list) or not sw[key]:
+            raise BenchmarkError(f"sweep {name!r}: `{key}` must be a non-empty list, e.g. "
+                                 + {"datasets": "datasets: [digits]", "scenarios": "scenarios: [{scenario: random, "
+                                    "ratios: [0.1]}]", "seeds": "seeds: [0, 1, 2]"}[key])
+    methods = sw.get("methods")
+    if not (methods == "all" or (isinstance(methods, list) and methods)):
+        raise BenchmarkError(f"sweep {name!r}: `methods` must be `all` or a non-empty list of method names")
     configs = []
-    for ds in datasets:
-        for sc in scenarios:
-            if "scenario" not in sc or not (sc.get("ratios") or sc.get("classes")):
-                raise BenchmarkError(f"sweep {name!r}: each scenario needs `scenario` and `ratios` (or `classes`)")
-            items = {"dataset": ds, "forget.scenario": sc["scenario"], "seeds": list(sweep.seeds),
-                     "methods": sweep.methods if isinstance(sweep.methods, str) else list(sweep.methods)}
-            if sc.get("ratios"):
-                items["forget.ratios"] = list(sc["ratios"])
-            if sc.get("classes"):
-                items["forget.classes"] = list(sc["classes"])
+    for ds in sw["datasets"]:
+        for sc in sw["scenarios"]:
+            if not isinstance(sc, dict) or "scenario" not in sc or not (sc.get("ratios") or sc.get("classes")):
+                raise BenchmarkError(f"sweep {name!r}: each scenario needs `scenario` and `ratios` (or `classes`), "
+                                     "e.g. {scenario: random, ratios: [0.1]}")
+            items = {"dataset": ds, "forget.scenario": sc["scenario"], "seeds": sw["seeds"], "methods": methods}
+            for key in ("ratios", "classes"):
+                if sc.get(key) is not None:
+                    if not isinstance(sc[key], list):
+                        raise BenchmarkError(f"sweep {name!r}: `{key}` must be a list, e.g. {key}: [{sc[key]}]")
+                    items[f"forget.{key}"] = sc[key]
             grid = [f"{k}={_dotlist_value(v)}" for k, v in items.items()]
-            configs.append(compose(grid + overrides, cdir))
+            configs.append(compose(grid + overrides, shared))
     return configs
 
 
@@ -133,38 +238,15 @@ def _dotlist_value(v: Any) -> str:
     return str(v)
 
 
-def method_config(name: str, cfg: DictConfig | None = None, config_dir: Path | None = None) -> dict[str, Any]:
-    """A method's keyword arguments: its base's YAML (for a variant), its YAML, then
-    ``method_defaults`` (every method), then ``method_args.<name>``."""
-    cdir = config_dir or CONFIG_DIR
-    path = cdir / "method" / f"{name}.yaml"
-    kwargs: dict[str, Any] = {}
-    if path.is_file():
-        own = OmegaConf.to_container(_load_yaml(path, "method"), resolve=True) or {}
-        base = own.pop(VARIANT_KEY, None)
-        if base:
-            kwargs.update(method_config(str(base), None, cdir))
-        kwargs.update(own)
-    if cfg is None:
-        return kwargs
-    common = cfg.get("method_defaults")
-    if common:
-        kwargs.update(OmegaConf.to_container(common, resolve=True))
-    extra = cfg.get("method_args", {}).get(name)
-    if extra:
-        kwargs.update(OmegaConf.to_container(extra, resolve=True))
-    return kwargs
-
-
-def attacker_config(name: str, cfg: DictConfig, config_dir: Path | None = None) -> dict[str, Any]:
-    """An attacker's settings: ``configs/attack/<name>.yaml``, then ``attack.attacker_args.<name>``."""
+def attacker_config(name: str, cfg: DictConfig) -> dict[str, Any]:
+    """An attacker's settings: ``attack/<name>.yaml``, then ``attack.attacker_args.<name>``."""
     from benchmark.callbacks.relearn import ATTACKERS
 
     ATTACKERS.get(name)
-    path = (config_dir or CONFIG_DIR) / "attack" / f"{name}.yaml"
+    path = find_config("attack", name, required=False)
     out: dict[str, Any] = {}
-    if path.is_file():
-        out.update(OmegaConf.to_container(_load_yaml(path, "attacker"), resolve=True) or {})
+    if path is not None:
+        out.update(OmegaConf.to_container(load_yaml(path, "attacker"), resolve=True) or {})
     extra = cfg.attack.get("attacker_args", {}).get(name)
     if extra:
         out.update(OmegaConf.to_container(extra, resolve=True))

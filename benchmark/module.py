@@ -20,7 +20,6 @@ schedule, logs, checks the loss is finite, and times the unlearning phase
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -277,7 +276,7 @@ class UnlearnModule(L.LightningModule):
         if hp.scheduler == "constant" or self.one_shot:
             return opt
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=0.0)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def configure_model(self) -> None:
@@ -292,6 +291,9 @@ class UnlearnModule(L.LightningModule):
         if self._t0 == 0.0:
             self._sync()
             self._t0 = time.perf_counter()
+        # a network that arrives in eval mode (a checkpoint loaded elsewhere) unlearns in train
+        # mode, BatchNorm statistics and dropout included; frozen copies stay in eval mode
+        self.train()
         self.on_unlearn_start()
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.config import method_config
+from benchmark.hparams import resolve as method_config
 from benchmark.errors import BenchmarkError
 from benchmark.importance import diag_fisher
 from benchmark.module import METHODS

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 import baselines.ieu as ieu_mod
 from baselines.ieu import Ieu, Phase
-from benchmark.config import method_config
+from benchmark.hparams import resolve as method_config
 from benchmark.models import build_model
 from benchmark.module import METHODS
 from benchmark.training import fit

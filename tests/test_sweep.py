@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.config import CONFIG_DIR, compose, compose_grid
+from benchmark.config import compose, compose_grid
 from benchmark.errors import BenchmarkError
 from benchmark.results import read_results
 from benchmark.runner import Runner
@@ -93,8 +92,9 @@ def test_ddp_two_gloo_processes_match_one(tmp_path):
 
 
 def _config_copy(tmp_path: Path, sweep_text: str) -> Path:
+    """A user's own config folder (config_path=[...]) holding sweep/mine.yaml."""
     cdir = tmp_path / "configs"
-    shutil.copytree(CONFIG_DIR, cdir)
+    (cdir / "sweep").mkdir(parents=True)
     (cdir / "sweep" / "mine.yaml").write_text(sweep_text)
     return cdir
 
@@ -102,20 +102,25 @@ def _config_copy(tmp_path: Path, sweep_text: str) -> Path:
 def test_sweep_expands_datasets_and_scenarios(tmp_path):
     cdir = _config_copy(tmp_path, "datasets: [digits]\nscenarios:\n  - {scenario: random, ratios: [0.1, 0.3]}\n"
                                   "  - {scenario: class, classes: [3]}\nseeds: [0, 1]\nmethods: [finetune]\n")
-    cfgs = compose_grid(["sweep=mine", "seeds=[5]"], cdir)
+    cfgs = compose_grid(["sweep=mine", "seeds=[5]", f"config_path=[{cdir}]"])
     assert [(c.forget.scenario, list(c.forget.ratios)) for c in cfgs][0] == ("random", [0.1, 0.3])
     assert cfgs[1].forget.scenario == "class" and list(cfgs[1].forget.classes) == [3]
     assert all(list(c.seeds) == [5] for c in cfgs)  # the command line wins over the sweep
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("datasets: [digits]\nscenarios: []\nseeds: [0]\nmethods: all\n", "empty grid"),
+    ("datasets: [digits]\nscenarios: []\nseeds: [0]\nmethods: all\n", "`scenarios` must be a non-empty list"),
+    ("datasets: digits\nscenarios: [{scenario: random, ratios: [0.1]}]\nseeds: [0]\nmethods: all\n",
+     "`datasets` must be a non-empty list"),
+    ("datasets: [digits]\nscenarios: [{scenario: random, ratios: 0.1}]\nseeds: [0]\nmethods: all\n",
+     "`ratios` must be a list"),
+    ("datasets: [digits\n", "cannot read sweep file"),
     ("datasets: [digits]\nscenarioz: []\nseeds: [0]\nmethods: all\n", "unknown key 'scenarioz'"),
 ])
 def test_bad_sweeps_are_one_line_errors(tmp_path, text, message):
     cdir = _config_copy(tmp_path, text)
     with pytest.raises(BenchmarkError, match=message) as e:
-        compose_grid(["sweep=mine"], cdir)
+        compose_grid(["sweep=mine", f"config_path=[{cdir}]"])
     assert "\n" not in str(e.value)
 
 

@@ -1,0 +1,1 @@
+"""The stages of a run (see ``benchmark/runner.py``): plan -> references -> cell -> result -> sinks."""

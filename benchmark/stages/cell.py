@@ -1,0 +1,117 @@
+"""Stage 3, cell: one method run on one group, to a typed :class:`CellResult`.
+
+The method unlearns a copy of theta_o (timed; diagnostics logged through Lightning's
+logger interface), the attack callback relearns a copy of the result, one inference
+pass gives the outputs, and every registered metric is computed from them. Guards:
+a model with a non-finite weight or output is ``failed`` with that reason, never
+scored; a method's refusal (:class:`~benchmark.errors.MethodRefusal`, or a scenario
+it does not support) is ``skipped``; any other error is ``failed``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import traceback
+from typing import Any
+
+import lightning as L
+import torch
+
+from benchmark.callbacks.relearn import Curve
+from benchmark.data import ImageData
+from benchmark.diagnostics import DiagnosticsLogger
+from benchmark.errors import MethodRefusal
+from benchmark.evaluate import full_outputs
+from benchmark.metrics import ModelOutputs, compute_metrics
+from benchmark.models import trainable_state
+from benchmark.module import METHODS, UnlearnData
+from benchmark.stages.plan import Cell
+from benchmark.stages.references import Group, metric_context
+from benchmark.stages.result import CellResult
+from benchmark.training import fit, world_size
+
+
+def non_finite(net: torch.nn.Module, full: ModelOutputs | None) -> str | None:
+    """Why a model cannot be scored: a non-finite weight or buffer, or non-finite outputs."""
+    for name, t in net.state_dict().items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            return f"the unlearned model has non-finite values in {name}; lower the learning rate or fix the method"
+    for split, so in (full or {}).items():
+        if so.n_nonfinite:
+            return f"the unlearned model gives non-finite outputs on {so.n_nonfinite} {split} example(s)"
+    return None
+
+
+def run_cell(cfg: Any, ds: ImageData, g: Group, cell: Cell, device: torch.device, diagnostics_path: Any) -> CellResult:
+    """Runs one cell; never raises (a failure is a result)."""
+    res = CellResult(cell=cell, status="ok", split_hash=g.split.sha256, warnings=list(g.warnings),
+                     reference_keys={"original": g.original.key, "oracle": g.oracle.key},
+                     world_size=world_size(cfg.trainer))
+    batch = cell.hparams.get("batch_size")
+    res.effective_batch = batch and res.world_size * int(batch)
+    if cell.skip_reason:
+        return res.skip(cell.skip_reason)
+    t_cell = time.perf_counter()
+    try:
+        curves, levels = _unlearn(cfg, ds, g, cell, device, diagnostics_path, res)
+        why = non_finite(res.net, None)
+        if why:
+            return res.fail(why)
+        t0 = time.perf_counter()
+        full = full_outputs(res.net, ds, g.split, g.transform, device, int(cfg.eval.batch_size)) \
+            if res.outputs is None else res.outputs
+        res.timings["eval_s"] = time.perf_counter() - t0 if res.outputs is None else 0.0
+        res.outputs = full
+        why = non_finite(res.net, full)
+        if why:
+            return res.fail(why)
+        res.timings["cell_s"] = time.perf_counter() - t_cell
+        weights = {"model": trainable_state(res.net), "original": trainable_state(g.original.net),
+                   "oracle": trainable_state(g.oracle.net)}
+        ctx = metric_context(ds, cfg, g, full, oracle_values=g.oracle_metrics, weights=weights,
+                             timings=res.timings, curves=curves or None,
+                             oracle_curves=g.ref_curves.get("oracle"), levels=levels)
+        res.metrics, res.undefined = compute_metrics(ctx)
+        res.curves, res.levels = curves, levels
+        return res
+    except MethodRefusal as e:  # the method declines this cell
+        return res.skip(str(e))
+    except Exception as e:  # noqa: BLE001 - one failing cell must not stop the sweep
+        return res.fail(f"{type(e).__name__}: {e}", traceback.format_exc(limit=4))
+
+
+def _unlearn(cfg: Any, ds: ImageData, g: Group, cell: Cell, device: torch.device, diagnostics_path: Any,
+             res: CellResult) -> tuple[dict[str, Curve], Any]:
+    """Sets ``res.net`` (and the timings, diagnostics and, for the reference rows, outputs);
+    returns the relearning curves and levels."""
+    cls = METHODS.get(cell.method)
+    levels = g.attack.levels if g.attack else None
+    oracle_s = g.oracle.train_seconds
+    res.timings.update({"oracle_train_s": oracle_s, "attack_s": None})
+    if cell.method == "original":  # theta_o itself: no unlearning, its cached outputs and curves
+        res.net, res.outputs = g.original.net, g.original_outputs
+        res.timings["unlearn_s"] = 0.0
+        curves = g.ref_curves.get("original", {})
+    elif cls.uses_recipe:  # retrain: the cached oracle is this row
+        res.net, res.outputs = g.oracle.net, g.oracle_outputs
+        res.timings["unlearn_s"] = oracle_s
+        curves = g.ref_curves.get("oracle", {})
+    else:
+        L.seed_everything(cell.seed, workers=True, verbose=False)
+        data = UnlearnData(images=ds.train_x, labels=ds.train_y, forget=torch.as_tensor(g.split.forget),
+                           retain=torch.as_tensor(g.split.retain), transform=g.transform,
+                           num_classes=ds.num_classes, scenario=g.split.scenario,
+                           forget_classes=g.split.forget_classes, seed=cell.seed)
+        module = cls(copy.deepcopy(g.original.net), data, **cell.hparams)
+        callbacks = [g.attack.callback()] if g.attack else []
+        logger = DiagnosticsLogger(diagnostics_path)
+        res.timings["unlearn_s"] = fit(module, cfg.trainer, callbacks, logger=logger)
+        res.diagnostics = logger.read()
+        res.net = module.net.cpu()
+        if callbacks and not callbacks[0].curves and non_finite(res.net, None) is None:
+            callbacks[0].run(res.net, device)  # ddp_spawn: the callback ran in a worker
+        curves = callbacks[0].curves if callbacks else {}
+    if curves:
+        res.timings["attack_s"] = sum(c.seconds for c in curves.values())
+    return curves, levels

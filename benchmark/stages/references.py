@@ -1,0 +1,203 @@
+"""Stage 2, references: what every method of a group (dataset, scenario, ratio, seed) shares.
+
+The split; theta_o and theta_r (trained by ``benchmark.reference`` with the dataset's
+recipe, or brought as checkpoints) and their cached outputs; the oracle's metrics;
+the memorisation check; the relearning attack plan with the references' own curves
+(cached); and RMIA's reference models (the other seeds' oracles, when every seed
+forgets the same D_f).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmark.callbacks.relearn import (
+    Curve,
+    Levels,
+    RelearnAttack,
+    RelearnTarget,
+    convergence_step,
+    default_budget,
+    default_eval_every,
+)
+from benchmark.config import attacker_config, to_dict
+from benchmark.data import ImageData
+from benchmark.data.splits import Split, make_split
+from benchmark.data.transforms import BatchTransform, make_transform
+from benchmark.errors import BenchmarkError
+from benchmark.evaluate import cached_outputs, split_view
+from benchmark.identity import digest
+from benchmark.io import atomic_write_json
+from benchmark.metrics import MetricContext, ModelOutputs, compute_metrics
+from benchmark.models import trainable_state
+from benchmark.reference import Reference, get_reference
+
+MEMORISATION_MIN_GAP = 5.0  # points of forget accuracy theta_o must hold over theta_r
+RMIA_SEEDS_DIFFER = ("the forget set differs between seeds, so the other seeds' oracles trained on part of it; "
+                     "fix it with forget.seed=K")
+
+
+@dataclass
+class AttackPlan:
+    """One group's relearning attack: data, levels, budget, attackers."""
+
+    target: RelearnTarget
+    levels: Levels
+    attackers: dict[str, dict[str, Any]]
+    max_steps: int
+    eval_every: int
+    seed: int
+    original_state: dict[str, torch.Tensor]
+    key: str  # hash of everything that determines an attack's curve besides the model
+
+    def callback(self) -> RelearnAttack:
+        return RelearnAttack(self.target, self.attackers, self.max_steps, self.eval_every, self.seed,
+                             self.original_state)
+
+    def cached_run(self, path: Path, net: torch.nn.Module, device: torch.device) -> dict[str, Curve]:
+        """Attacks a reference model once; its curves are cached beside the model."""
+        import json
+
+        if path.exists():
+            try:
+                stored = json.loads(path.read_bytes())
+                curves = {k: Curve.from_dict(v) for k, v in stored.items()}
+                if set(curves) == set(self.attackers) and all(c.steps for c in curves.values()):
+                    return curves
+                print(f"warning: cached attack curves {path} do not match the attackers; recomputing them")
+            except (ValueError, TypeError, AttributeError):
+                print(f"warning: cached attack curves {path} are corrupt; recomputing them")
+        curves = self.callback().run(net, device)
+        atomic_write_json(path, {k: c.to_dict() for k, c in curves.items()})
+        return curves
+
+
+@dataclass
+class Group:
+    """What the methods of one (scenario, ratio, seed) share."""
+
+    ratio: float | None
+    seed: int
+    split: Split
+    transform: BatchTransform
+    original: Reference
+    oracle: Reference
+    original_outputs: ModelOutputs  # full outputs (D in train order, val, test)
+    oracle_outputs: ModelOutputs
+    oracle_metrics: dict[str, Any]
+    warnings: list[str]
+    rmia_refs: list[ModelOutputs] | None = None
+    rmia_undefined: str | None = None
+    attack: AttackPlan | None = None
+    ref_curves: dict[str, dict[str, Curve]] = field(default_factory=dict)  # original/oracle -> attacker -> curve
+
+
+def metric_context(ds: ImageData, cfg: Any, g: Group, full: ModelOutputs, **extra: Any) -> MetricContext:
+    """A model's metric context in this group (its outputs, the scenario, RMIA references)."""
+    return MetricContext(outputs=split_view(full, g.split), forget_classes=g.split.forget_classes,
+                         num_classes=ds.num_classes, reference_outputs=g.rmia_refs or [],
+                         mia_shadow_max=int(cfg.eval.mia_shadow_max), seed=g.seed,
+                         rmia_undefined=g.rmia_undefined, **extra)
+
+
+def prepare_group(cfg: Any, ds: ImageData, ratio: float | None, seed: int, device: torch.device) -> Group:
+    """The split, both references with their outputs and oracle metrics, and the attack plan."""
+    f = cfg.forget
+    forget_seed = seed if f.seed is None else int(f.seed)
+    split = make_split(ds.train_y.numpy(), str(f.scenario), ratio, forget_seed,
+                       train_subset=cfg.data.train_subset, split_seed=int(cfg.data.split_seed),
+                       classes=list(f.classes) if f.classes else None, indices_file=f.indices_file,
+                       val_fraction=float(cfg.data.get("val_fraction", 0.1)), retain_file=f.get("retain_file"))
+    split.save(Path(cfg.cache_dir) / "splits")
+    tf = make_transform(cfg, ds)
+    refs: dict[str, Reference] = {}
+    for kind in ("original", "oracle"):
+        t0 = time.perf_counter()
+        refs[kind] = get_reference(kind, cfg, ds, split, tf, seed)
+        how = "loaded from " + str(refs[kind].checkpoint) if getattr(refs[kind], "checkpoint", None) else (
+            "reused from cache" if refs[kind].cached else "trained")
+        print(f"[ref] {kind} {how} ({refs[kind].key}, {time.perf_counter() - t0:.1f} s)", flush=True)
+    outdir, bs = Path(cfg.cache_dir) / "outputs", int(cfg.eval.batch_size)
+    full = {k: cached_outputs(outdir / f"{r.key}.npz", r.net, ds, split, tf, device, bs) for k, r in refs.items()}
+    g = Group(ratio, seed, split, tf, refs["original"], refs["oracle"], full["original"], full["oracle"], {}, [])
+    g.oracle_metrics, _ = compute_metrics(metric_context(ds, cfg, g, g.oracle_outputs))
+    o_acc = compute_metrics(metric_context(ds, cfg, g, g.original_outputs), ["eval/forget/acc"])[0]["eval/forget/acc"]
+    r_acc = g.oracle_metrics["eval/forget/acc"]
+    if o_acc is not None and r_acc is not None and o_acc - r_acc < MEMORISATION_MIN_GAP:
+        g.warnings.append(f"the original has not memorised the forget set: forget accuracy {o_acc:.1f} vs the "
+                          f"oracle's {r_acc:.1f} (< {MEMORISATION_MIN_GAP:.0f} points); rankings mean little here. "
+                          "Train longer, on a smaller subset, or with less augmentation.")
+        print(f"warning: {g.warnings[-1]}", flush=True)
+    if cfg.attack.enabled:
+        g.attack = attack_plan(cfg, ds, g)
+        adir = Path(cfg.cache_dir) / "attacks"
+        for kind, ref in (("original", g.original), ("oracle", g.oracle)):
+            t0 = time.perf_counter()
+            g.ref_curves[kind] = g.attack.cached_run(adir / f"{ref.key}-{g.attack.key}.json", ref.net, device)
+            print(f"[attack] {kind}: " + ", ".join(f"{a} T={_t(c, g.attack.levels)}" for a, c in
+                                                   g.ref_curves[kind].items())
+                  + f" ({time.perf_counter() - t0:.1f} s)", flush=True)
+    return g
+
+
+def attack_plan(cfg: Any, ds: ImageData, g: Group) -> AttackPlan:
+    a, split = cfg.attack, g.split
+    f_idx = torch.as_tensor(split.forget)
+    if a.relearn_set == "forget":
+        tr_x, tr_y = ds.train_x[f_idx], ds.train_y[f_idx]
+    elif a.relearn_set == "forget_fraction":
+        k = float(a.fraction)
+        if not 0 < k <= 1:
+            raise BenchmarkError(f"attack.fraction={k} is outside (0, 1]; use e.g. attack.fraction=0.5")
+        gen = torch.Generator().manual_seed(g.seed + int(a.seed))
+        pick = f_idx[torch.randperm(len(f_idx), generator=gen)[: max(1, round(k * len(f_idx)))]]
+        tr_x, tr_y = ds.train_x[pick], ds.train_y[pick]
+    elif a.relearn_set == "forgotten_test":
+        if not split.forget_classes:
+            raise BenchmarkError("attack.relearn_set=forgotten_test needs forget.scenario=class")
+        mask = torch.isin(ds.test_y, torch.as_tensor(split.forget_classes))
+        tr_x, tr_y = ds.test_x[mask], ds.test_y[mask]
+    else:
+        raise BenchmarkError(f"unknown attack.relearn_set {a.relearn_set!r}; use forget, forget_fraction or "
+                             "forgotten_test")
+    target = RelearnTarget(tr_x, tr_y, ds.train_x[f_idx], ds.train_y[f_idx], g.transform)
+    fo, fr = split_view(g.original_outputs, split)["forget"], split_view(g.oracle_outputs, split)["forget"]
+    levels = Levels(float(fo.loss.mean()), float(fr.loss.mean()), float(fo.correct.mean() * 100),
+                    float(fr.correct.mean() * 100), float(a.delta))
+    attackers = {str(name): attacker_config(str(name), cfg) for name in a.attackers}
+    bs = min(int(c.get("batch_size", 128)) for c in attackers.values())
+    max_steps = int(a.max_steps) if a.max_steps else default_budget(len(tr_y), bs, int(a.epochs))
+    every = int(a.eval_every) if a.eval_every else default_eval_every(max_steps)
+    key = digest({"attack": to_dict(a), "attackers": attackers, "split": split.sha256, "seed": g.seed,
+                  "transform": str(g.transform)}, 64)[:16]
+    return AttackPlan(target, levels, attackers, max_steps, every, g.seed + int(a.seed),
+                      trainable_state(g.original.net), key)
+
+
+def forget_fixed_across_seeds(cfg: Any) -> bool:
+    f = cfg.forget
+    return f.seed is not None or f.scenario == "indices" or (f.scenario == "class" and bool(f.classes))
+
+
+def attach_rmia_references(cfg: Any, ds: ImageData, groups: dict[int, Group]) -> None:
+    """RMIA's reference models are the other seeds' oracles, valid only when none of them
+    trained on this D_f: the forget set must be the same for every seed (forget.seed)."""
+    for seed, g in groups.items():
+        others = [o for s, o in groups.items() if s != seed]
+        if others and all(np.array_equal(o.split.forget, g.split.forget) for o in others):
+            g.rmia_refs = [split_view(o.oracle_outputs, o.split) for o in others]
+            # the oracle's own RMIA value is the target: recompute its metrics with references
+            g.oracle_metrics, _ = compute_metrics(metric_context(ds, cfg, g, g.oracle_outputs))
+        elif others or len(cfg.seeds) > 1:
+            g.rmia_undefined = RMIA_SEEDS_DIFFER
+
+
+def _t(curve: Curve, levels: Levels) -> str:
+    t, censored = convergence_step(curve, levels)
+    return f"{t}{'+' if censored else ''}"

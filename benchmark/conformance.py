@@ -99,8 +99,10 @@ def check_method(name: str, model: str = "digits_cnn") -> list[Check]:
     same_keys = set(after) == set(before) and all(after[k].shape == before[k].shape for k in before)
     out.append(Check("keeps the network's keys and shapes", same_keys,
                      "" if same_keys else "the unlearned network's state_dict differs from the original's"))
-    changed = any(not torch.equal(before[k], after[k].cpu()) for k in before
-                  if k in after and before[k].is_floating_point() and after[k].shape == before[k].shape)
+    # parameters only: BatchNorm statistics move in any train-mode pass, learning or not
+    params = [n for n, _ in net.named_parameters()]
+    changed = any(not torch.equal(before[k], after[k].cpu()) for k in params
+                  if k in after and after[k].shape == before[k].shape)
     if name in NO_OP:
         out.append(Check("leaves the weights unchanged (no-op)", not changed))
     else:

@@ -43,7 +43,7 @@ class LogitDampen(UnlearnModule):
     def unlearn_step(self, batch: dict[str, Batch]) -> dict:
         b = batch["retain"]
         logits = self.net(b.x)
-        return {{"loss": ce(logits, b.y) + self.hparams.beta * logits.pow(2).mean()}}
+        return {{"loss": ce(logits, b.y) + self.hparams.beta * logits.pow(2).mean(){extra}}}
 
 
 @METHODS.register("nan_shot")
@@ -84,11 +84,11 @@ class DoesNothing(UnlearnModule):
 '''
 
 
-def write_user_package(root: Path, beta: float = 0.5) -> str:
+def write_user_package(root: Path, beta: float = 0.5, extra: str = "") -> str:
     pkg = root / "userlab"
     pkg.mkdir(parents=True, exist_ok=True)
     (pkg / "__init__.py").write_text("")
-    (pkg / "methods.py").write_text(textwrap.dedent(USER_METHOD.format(beta=beta)))
+    (pkg / "methods.py").write_text(textwrap.dedent(USER_METHOD.format(beta=beta, extra=extra)))
     return "userlab.methods"
 
 
@@ -187,7 +187,7 @@ def test_variants_and_models_stay_separate_rows(tmp_path, capsys, user_pkg):
     assert len(recs) == 3 and len({r["row_key"] for r in recs}) == 3
     assert {r["variant"] for r in recs} == {"", "beta=0.1"}
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    rows = [g for g in summary["groups"] if g["method"] == "logit_dampen"]
+    rows = [g for g in summary["rows"] if g["method"] == "logit_dampen"]
     assert len(rows) == 3 and all(g["n"] == 1 for g in rows)
 
 
@@ -203,14 +203,21 @@ def test_changing_a_default_in_code_reruns_the_cell(tmp_path):
     assert first.returncode == 0, first.stderr
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert "1 done already" in again.stdout
-    write_user_package(src, beta=0.25)
+    # the same configuration, other code: the old record is stale and the cell reruns
+    write_user_package(src, beta=0.5, extra=" + 0.0 * logits.sum()")
     changed = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert changed.returncode == 0, changed.stderr
     assert "0 done already, 1 stale" in changed.stdout
     recs = records(tmp_path)
-    assert len(recs) == 2 and recs[0]["cell_id"] != recs[1]["cell_id"]
-    assert recs[0]["config_id"] != recs[1]["config_id"]  # the resolved default changed too
-    assert sorted(r["hparams"]["beta"] for r in recs) == [0.25, 0.5]
+    assert len(recs) == 2 and recs[0]["config_id"] == recs[1]["config_id"]
+    assert recs[0]["cell_id"] != recs[1]["cell_id"]
+    assert "stale" in (tmp_path / "out" / "summary.json").read_text()
+    # a default changed in code: another configuration, run anew
+    write_user_package(src, beta=0.25, extra=" + 0.0 * logits.sum()")
+    default = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert "0 done already" in default.stdout
+    recs = records(tmp_path)
+    assert len(recs) == 3 and sorted(r["hparams"]["beta"] for r in recs) == [0.25, 0.5, 0.5]
 
 
 # ---------------------------------------------------------------- guards and diagnostics
@@ -236,22 +243,9 @@ def test_ieu_diagnostics_reach_the_local_file_and_wandb(tmp_path, capsys, monkey
     path = tmp_path / "out" / "diagnostics" / f"{rec['cell_id']}.csv"
     rows = list(csv.DictReader(path.open()))
     assert rows and "unlearn/weight_norm" in rows[0] and float(rows[0]["unlearn/weight_norm"]) > 0
-    # the same values in the cell's offline W&B run
-    from wandb.proto import wandb_internal_pb2 as pb
-    from wandb.sdk.internal import datastore
-
-    files = list((tmp_path / "out").rglob("run-*.wandb"))
-    assert files
-    seen = set()
-    for f in files:
-        ds = datastore.DataStore()
-        ds.open_for_scan(str(f))
-        while (data := ds.scan_data()) is not None:
-            rec_pb = pb.Record()
-            rec_pb.ParseFromString(data)
-            if rec_pb.WhichOneof("record_type") == "history":
-                seen |= {item.key or "/".join(item.nested_key) for item in rec_pb.history.item}
-    assert "unlearn/weight_norm" in seen
+    # the same values in the cell's offline W&B run (its history records name the key)
+    runs = [f for f in (tmp_path / "out").rglob("run-*.wandb")]
+    assert runs and any(b"unlearn/weight_norm" in f.read_bytes() for f in runs)
 
 
 def test_list_metrics_names_every_relearn_key_with_its_direction(capsys):

@@ -112,7 +112,7 @@ class Progress:
         if res.status != "ok":
             print(f"{head}  {res.status.upper()}: {res.error}  ETA {eta:.0f} s", flush=True)
             return
-        attackers = list(res.curves) or ["sgd", "adam"]
+        attackers = list(res.curves)
         cells = []
         for col in progress_keys(attackers):
             v = res.metrics.get(col.key)

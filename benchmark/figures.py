@@ -15,23 +15,27 @@ import matplotlib.pyplot as plt  # noqa: E402
 from benchmark.results import load_curves  # noqa: E402
 
 
-def plot_relearn_group(output_dir: str | Path, records: list[dict[str, Any]], path: str | Path) -> Path | None:
+def plot_relearn_group(rows: list[tuple[str, str, dict[str, Any]]], levels: dict[str, float], title: str,
+                       path: str | Path) -> Path | None:
     """One panel per attacker: forget loss vs attack step for every method of one
     (dataset, scenario, ratio, seed), log-scale loss, with the target level L* and the
-    levels L_o and L_r marked."""
-    stored = [(r["method"], load_curves(output_dir, r["cell_id"])) for r in records if r.get("status") == "ok"]
-    stored = [(m, c) for m, c in stored if c and c.get("curves")]
-    if not stored:
+    oracle's level L_r marked.
+
+    Args:
+        rows: (label, method, {attacker: Curve}) per model, in memory (the runner's cell results).
+        levels: ``{"L_star", "L_r", ...}`` of the group.
+    """
+    rows = [(label, m, c) for label, m, c in rows if c]
+    if not rows:
         return None
-    attackers = sorted({a for _, c in stored for a in c["curves"]})
-    levels = stored[0][1]["levels"]
+    attackers = sorted({a for _, _, c in rows for a in c})
     fig, axes = plt.subplots(1, len(attackers), figsize=(6 * len(attackers), 4.2), squeeze=False)
     for ax, att in zip(axes[0], attackers, strict=True):
-        for method, c in stored:
-            cur = c["curves"].get(att)
-            if cur:
+        for label, method, curves in rows:
+            cur = curves.get(att)
+            if cur is not None:
                 style = {"original": "k--", "retrain": "k-"}.get(method, "-")
-                ax.plot(cur["steps"], [max(v, 1e-6) for v in cur["loss"]], style, label=method,
+                ax.plot(cur.steps, [max(v, 1e-6) for v in cur.loss], style, label=label,
                         lw=2 if method in ("original", "retrain") else 1.3)
         ax.axhline(levels["L_star"], color="tab:red", ls=":", lw=1.5, label="target L*")
         ax.axhline(levels["L_r"], color="grey", ls=":", lw=1, label="oracle level L_r")
@@ -41,14 +45,8 @@ def plot_relearn_group(output_dir: str | Path, records: list[dict[str, Any]], pa
         ax.set_title(f"relearning attack: {att}")
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="upper right", ncol=2)
-    r0 = records[0]
-    fig.suptitle(f"{r0['dataset']} {r0['scenario']} ratio={r0['ratio']} seed={r0['seed']}", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
 
 
 # ---------------------------------------------------------------------------- leaderboard figures
@@ -72,16 +70,15 @@ def method_colors(labels: list[str], methods: list[str] | None = None) -> dict[s
 
 
 def _save(fig: Any, path: str | Path) -> Path:
-    """Atomic PNG write: a reader never sees half a figure."""
-    import os
+    """Atomic PNG write (``benchmark.io``): a reader never sees half a figure."""
+    import io
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=110, format="png")
+    from benchmark.io import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def _mean(s: dict[str, Any] | None) -> float | None:

@@ -127,6 +127,38 @@ def _evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, tf: BatchTransfo
     return loss_sum / max(1, len(x)), 100.0 * correct / max(1, len(x))
 
 
+def relearning_levels(original: nn.Module, oracle: nn.Module, forget_x: torch.Tensor, forget_y: torch.Tensor,
+                      transform: BatchTransform, device: torch.device | str | None = None,
+                      delta: float = 0.05) -> Levels:
+    """The levels an attack is measured against: L_o, L_r (mean cross-entropy) and A_o, A_r
+    (accuracy, percent) of theta_o and theta_r on all of D_f, with the evaluation transform.
+
+    For attaching ``RelearnAttack`` to any run; the runner reads the same numbers from
+    its cached outputs. Neither model is changed: each is evaluated where its weights
+    are (or on ``device``) and put back in its device and train/eval mode afterwards.
+
+    Args:
+        original: theta_o.
+        oracle: theta_r.
+        forget_x: D_f's images, uint8 [M, C, H, W].
+        forget_y: D_f's labels, int64 [M].
+        transform: the batch transform (its normalisation is what the models expect).
+        device: where to evaluate; default: where each model's parameters are.
+        delta: the target's distance from L_o (docs/protocol.md s.4: 0.05).
+    """
+    values = []
+    for net in (original, oracle):
+        home = next((p.device for p in net.parameters()), torch.device("cpu"))
+        where = torch.device(device) if device is not None else home
+        was_training = net.training
+        try:
+            values.append(_evaluate(net.to(where), forget_x, forget_y, transform, where))
+        finally:
+            net.to(home).train(was_training)
+    (loss_o, acc_o), (loss_r, acc_r) = values
+    return Levels(loss_o, loss_r, acc_o, acc_r, float(delta))
+
+
 def relearn(net: nn.Module, target: RelearnTarget, attacker: str, attacker_cfg: dict[str, Any], max_steps: int,
             eval_every: int, seed: int, device: torch.device, original_state: dict[str, torch.Tensor]) -> Curve:
     """Fine-tunes a deep copy of ``net`` on the relearn set; ``net`` itself is not touched.

@@ -6,10 +6,15 @@ labels or datasets: forget membership is the index array itself.
 Order of operations:
 1. ``train_subset=N`` (optional): a stratified, seeded subset of N training images
    (seeded by ``split_seed``, so every seed of a sweep sees the same D).
-2. D_val: 10% of that, stratified by class, held out before anything else
-   (also seeded by ``split_seed``).
+2. D_val: ``val_fraction`` (default 10%) of that, stratified by class, held out
+   before anything else (also seeded by ``split_seed``); 0 = no D_val.
 3. The forget scenario draws D_f from what remains (D), seeded by the cell's seed;
-   D_r = D minus D_f.
+   D_r = D minus D_f. With your own split files (scenario ``indices`` plus a retain
+   file) D_f and D_r are the files and D is their union.
+
+The content hash covers every array, so ``val_fraction`` and the files are part of
+a split's identity through what they select; at the defaults the arrays, and so
+the hashes, are those of earlier versions.
 """
 
 from __future__ import annotations
@@ -91,9 +96,23 @@ def _stratified_take(labels: np.ndarray, n_take: int, rng: np.random.Generator) 
     return np.sort(np.concatenate(taken)) if taken else np.zeros(0, dtype=np.int64)
 
 
-def base_split(labels: np.ndarray, train_subset: int | None, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """D and D_val: optional stratified subset, then a stratified 10% validation hold-out."""
+def check_val_fraction(val_fraction: float) -> float:
+    """``data.val_fraction`` as a float in [0, 1); one-line error otherwise."""
+    try:
+        v = float(val_fraction)
+    except (TypeError, ValueError):
+        raise BenchmarkError(f"data.val_fraction={val_fraction!r} is not a number; use e.g. 0.1, or 0 for no D_val") from None
+    if isinstance(val_fraction, bool) or not 0.0 <= v < 1.0:
+        raise BenchmarkError(f"data.val_fraction={val_fraction} is outside [0, 1); use e.g. 0.1, or 0 for no D_val")
+    return v
+
+
+def base_split(labels: np.ndarray, train_subset: int | None, split_seed: int,
+               val_fraction: float = VAL_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+    """D and D_val: optional stratified subset, then a stratified validation hold-out
+    of ``val_fraction`` of it (at least one example; none for 0)."""
     labels = np.asarray(labels)
+    val_fraction = check_val_fraction(val_fraction)
     rng = np.random.default_rng([split_seed, 0x5EED])
     pool = np.arange(len(labels))
     if train_subset is not None:
@@ -101,7 +120,9 @@ def base_split(labels: np.ndarray, train_subset: int | None, split_seed: int) ->
             raise BenchmarkError(
                 f"data.train_subset={train_subset} is outside 1..{len(labels)}; pick a size the dataset has")
         pool = _stratified_take(labels, int(train_subset), rng)
-    val_pos = _stratified_take(labels[pool], max(1, round(VAL_FRACTION * len(pool))), rng)
+    if val_fraction == 0:
+        return pool.astype(np.int64), np.zeros(0, dtype=np.int64)
+    val_pos = _stratified_take(labels[pool], max(1, round(val_fraction * len(pool))), rng)
     val = pool[val_pos]
     train = np.setdiff1d(pool, val)
     return train.astype(np.int64), np.sort(val).astype(np.int64)
@@ -119,7 +140,8 @@ def check_ratio(ratio: float) -> float:
 
 def make_split(labels: np.ndarray, scenario: str, ratio: float | None, seed: int, *,
                train_subset: int | None = None, split_seed: int = 0,
-               classes: list[int] | None = None, indices_file: str | None = None) -> Split:
+               classes: list[int] | None = None, indices_file: str | None = None,
+               val_fraction: float = VAL_FRACTION, retain_file: str | None = None) -> Split:
     """Builds a cell's split: a pure function of its arguments.
 
     Args:
@@ -133,11 +155,18 @@ def make_split(labels: np.ndarray, scenario: str, ratio: float | None, seed: int
         classes: explicit forgotten classes (class) or the class to thin (subclass).
         indices_file: for ``indices``: a .npy, .json or whitespace-separated .txt file
             of official training-set indices.
+        val_fraction: share of the (subset of the) training set held out as D_val,
+            in [0, 1); 0 = no D_val (the split's ``val`` is empty).
+        retain_file: for ``indices``: D_r as a file of the same kinds; it must be
+            disjoint from D_f. D is then D_f plus D_r. Default: D_r = D minus D_f.
     """
     labels = np.asarray(labels).astype(np.int64)
     if scenario not in SCENARIOS:
         raise BenchmarkError(f"unknown forget.scenario {scenario!r}; available: {', '.join(SCENARIOS)}")
-    train, val = base_split(labels, train_subset, split_seed)
+    if retain_file and scenario != "indices":
+        raise BenchmarkError(f"forget.retain_file is only read with forget.scenario=indices (got {scenario!r}); "
+                             "unset it or use forget.scenario=indices with forget.indices_file")
+    train, val = base_split(labels, train_subset, split_seed, val_fraction)
     rng = np.random.default_rng([seed, 0xF0])
     y = labels[train]
     num_classes = int(labels.max()) + 1
@@ -162,10 +191,18 @@ def make_split(labels: np.ndarray, scenario: str, ratio: float | None, seed: int
         forget = rng.choice(pos, size=max(1, round(r * len(pos))), replace=False)
         forget_classes = None
     else:  # indices
-        forget = _read_indices(indices_file, train, val, len(labels))
+        forget = _read_indices(indices_file, "forget.indices_file", train, val, len(labels))
         ratio = None
     forget = np.sort(forget).astype(np.int64)
-    retain = np.setdiff1d(train, forget).astype(np.int64)
+    if retain_file:
+        retain = _read_indices(retain_file, "forget.retain_file", train, val, len(labels))
+        both = np.intersect1d(forget, retain)
+        if len(both):
+            raise BenchmarkError(f"forget.retain_file {retain_file}: {len(both)} indices (e.g. {both[0]}) are also in "
+                                 "forget.indices_file; D_f and D_r must be disjoint")
+        train = np.union1d(forget, retain).astype(np.int64)  # D = D_f + D_r: what theta_o trained on
+    else:
+        retain = np.setdiff1d(train, forget).astype(np.int64)
     if len(retain) == 0:
         raise BenchmarkError("the forget set covers all of D; lower the forget ratio")
     return Split(train=train, val=val, forget=forget, retain=retain, scenario=scenario,
@@ -173,31 +210,45 @@ def make_split(labels: np.ndarray, scenario: str, ratio: float | None, seed: int
                  forget_classes=forget_classes)
 
 
-def _read_indices(path: str | None, train: np.ndarray, val: np.ndarray, n_total: int) -> np.ndarray:
+def _read_indices(path: str | None, key: str, train: np.ndarray, val: np.ndarray, n_total: int) -> np.ndarray:
+    """A file of official training-set indices (the value of config ``key``), checked:
+    integers, no duplicates, in range, outside D_val and inside the training subset.
+    Returns them sorted."""
     if not path:
-        raise BenchmarkError("forget.scenario=indices needs forget.indices_file=PATH (.npy, .json or .txt)")
+        raise BenchmarkError(f"forget.scenario=indices needs {key}=PATH (.npy, .json or .txt)")
     p = Path(path)
     if not p.is_file():
-        raise BenchmarkError(f"forget.indices_file {p} does not exist; pass a file of training-set indices")
+        raise BenchmarkError(f"{key} {p} does not exist; pass a file of training-set indices")
     try:
         if p.suffix == ".npy":
-            idx = np.load(p, allow_pickle=False)
+            raw = np.load(p, allow_pickle=False)
         elif p.suffix == ".json":
-            idx = np.asarray(json.loads(p.read_text()))
+            raw = np.asarray(json.loads(p.read_text()))
         else:
-            idx = np.loadtxt(p, dtype=np.int64, ndmin=1)
-        idx = np.unique(idx.astype(np.int64).ravel())
+            raw = np.loadtxt(p, dtype=np.int64, ndmin=1)
     except (ValueError, OSError, json.JSONDecodeError) as e:
-        raise BenchmarkError(f"cannot read forget.indices_file {p}: {e}; write one integer index per line") from None
-    if len(idx) == 0:
-        raise BenchmarkError(f"forget.indices_file {p} holds no index")
-    if idx.min() < 0 or idx.max() >= n_total:
-        raise BenchmarkError(f"forget.indices_file {p}: indices must lie in 0..{n_total - 1}")
-    if np.isin(idx, val).any():
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise BenchmarkError(f"cannot read {key} {p}: {msg}; write one integer index per line") from None
+    raw = raw.ravel()
+    if len(raw) == 0:
+        raise BenchmarkError(f"{key} {p} holds no index")
+    if raw.dtype == np.bool_ or not np.issubdtype(raw.dtype, np.integer):
+        raise BenchmarkError(f"{key} {p} holds {raw.dtype} values, not integer indices; "
+                             "save the indices as integers (e.g. np.save(path, idx.astype(np.int64)))")
+    idx = raw.astype(np.int64)
+    uniq, counts = np.unique(idx, return_counts=True)
+    if len(uniq) < len(idx):
+        dup = uniq[counts > 1]
+        raise BenchmarkError(f"{key} {p}: {len(dup)} indices appear more than once (e.g. {dup[0]}); "
+                             "list each index once")
+    if uniq[0] < 0 or uniq[-1] >= n_total:
+        raise BenchmarkError(f"{key} {p}: indices must lie in 0..{n_total - 1} (found {uniq[0] if uniq[0] < 0 else uniq[-1]})")
+    in_val = np.isin(uniq, val)
+    if in_val.any():
         raise BenchmarkError(
-            f"forget.indices_file {p}: {int(np.isin(idx, val).sum())} indices fall in the validation hold-out; "
-            "drop them or change data.split_seed")
-    if not np.isin(idx, train).all():
-        raise BenchmarkError(f"forget.indices_file {p}: some indices are outside the training subset; "
+            f"{key} {p}: {int(in_val.sum())} indices fall in the validation hold-out; "
+            "drop them, change data.split_seed, or set data.val_fraction=0")
+    if not np.isin(uniq, train).all():
+        raise BenchmarkError(f"{key} {p}: some indices are outside the training subset; "
                              "unset data.train_subset or drop them")
-    return idx
+    return uniq

@@ -7,10 +7,19 @@ when the model trains on a GPU.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
+from omegaconf import ListConfig
+
+from benchmark.errors import BenchmarkError
+
+if TYPE_CHECKING:
+    from benchmark.data import ImageData
 
 
 @dataclass(frozen=True)
@@ -72,3 +81,48 @@ class BatchTransform:
             mask = (torch.rand(b, generator=generator) < 0.5).to(x.device)
             x = torch.where(mask.view(b, 1, 1, 1), x.flip(3), x)
         return x
+
+
+def _channel_values(value: Any, key: str, channels: int, positive: bool) -> tuple[float, ...]:
+    """A per-channel list from the config: finite numbers, one per channel."""
+    example = ", ".join(["0.5"] * channels)
+    if isinstance(value, ListConfig):
+        value = list(value)
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise BenchmarkError(f"{key}={value!r} is not a list; give one number per channel, e.g. {key}=[{example}]")
+    items = list(value)
+    if len(items) != channels:
+        raise BenchmarkError(f"{key} has {len(items)} values but the images have {channels} channel(s); "
+                             f"give one per channel, e.g. {key}=[{example}]")
+    out = []
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise BenchmarkError(f"{key}={list(items)} holds {v!r}, not a finite number; e.g. {key}=[{example}]")
+        if positive and v <= 0:
+            raise BenchmarkError(f"{key}={list(items)} holds {v}; a standard deviation must be > 0")
+        out.append(float(v))
+    return tuple(out)
+
+
+def normalization(cfg: Any, ds: ImageData) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The per-channel (mean, std) of the network input: ``data.normalize.mean/std`` where
+    given (e.g. the constants an outside model was trained with), else the dataset's own.
+
+    Raises:
+        BenchmarkError: a value that is not a list of finite numbers, one per channel
+            (std > 0).
+    """
+    norm = cfg.data.get("normalize") or {}
+    channels = len(ds.mean)
+    mean, std = norm.get("mean"), norm.get("std")
+    mean = tuple(ds.mean) if mean is None else _channel_values(mean, "data.normalize.mean", channels, False)
+    std = tuple(ds.std) if std is None else _channel_values(std, "data.normalize.std", channels, True)
+    return mean, std
+
+
+def make_transform(cfg: Any, ds: ImageData) -> BatchTransform:
+    """The run's batch transform: ``normalization(cfg, ds)`` plus ``data.augment``
+    (crop padding and flips)."""
+    mean, std = normalization(cfg, ds)
+    aug = cfg.data.get("augment") or {}
+    return BatchTransform(mean, std, int(aug.get("crop_pad", 0) or 0), bool(aug.get("flip", False)))

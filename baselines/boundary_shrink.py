@@ -30,6 +30,7 @@ from torch import nn
 from benchmark.losses import ce
 from benchmark.module import METHODS, Batch, UnlearnData, UnlearnModule
 
+
 @METHODS.register()
 class BoundaryShrink(UnlearnModule):
     streams = ("forget",)

@@ -11,9 +11,9 @@ Hyperparameters (docs/protocol.md section 6): SGD lr 1e-4..1e-3 (default 5e-4),
 
 from __future__ import annotations
 
-from benchmark.losses import ce
 from torch import nn
 
+from benchmark.losses import ce
 from benchmark.module import METHODS, Batch, UnlearnData, UnlearnModule
 
 

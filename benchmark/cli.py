@@ -31,7 +31,12 @@ def _imports(args: list[str]) -> list[str]:
 
 
 def _list(what: str, imports: list[str]) -> None:
-    from benchmark.config import import_user_modules, register_method_variants, search_path, set_search_path
+    from benchmark.config import (
+        import_user_modules,
+        register_method_variants,
+        search_path,
+        set_search_path,
+    )
 
     import_user_modules(imports)
     set_search_path([], imports)

@@ -14,6 +14,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -91,7 +92,7 @@ def find_config(kind: str, name: str, required: bool = True) -> Path | None:
 def load_yaml(path: Path, what: str) -> DictConfig:
     try:
         cfg = OmegaConf.load(path)
-    except (OmegaConfBaseException, OSError, ValueError, UnicodeDecodeError) as e:
+    except (OmegaConfBaseException, OSError, ValueError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise BenchmarkError(f"cannot read {what} file {path}: {str(e).splitlines()[0] if str(e) else e}; "
                              "fix its YAML") from None
     if cfg is None or (isinstance(cfg, DictConfig) and not cfg):

@@ -168,10 +168,15 @@ def validate(cfg: Any, methods: list[str]) -> None:
                                  f"method_args.{name}.lr=0.01; got {args!r}")
         check_keys(name, _registered_class(name), args, f"method_args.{name}")
     common = _method_cfg(cfg, "method_defaults")
-    if common:
-        for k in common:
-            if not any(k in signature_defaults(_registered_class(m)) for m in methods):
-                check_keys(methods[0] if methods else "?", _registered_class(methods[0]), [k], "method_defaults")
+    everyone: dict[str, None] = {}
+    for m in METHODS.names():
+        everyone.update(dict.fromkeys(signature_defaults(_registered_class(m))))
+    for k in common:  # a key some method takes (it applies to those that take it)
+        if k not in everyone:
+            close = difflib.get_close_matches(str(k), list(everyone), n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise BenchmarkError(f"method_defaults: no method has a hyperparameter {k!r}; {hint}"
+                                 "method_defaults.KEY applies to every method that takes KEY")
     for m in methods:
         cls = _registered_class(m)
         for layer, knobs in variant_chain(m):

@@ -22,7 +22,7 @@ import inspect
 import json
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ def file_digest(path: str | Path | None) -> str | None:
     return hashlib.sha256(Path(str(path)).expanduser().read_bytes()).hexdigest()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _source_digest(module_name: str) -> str:
     mod = sys.modules.get(module_name)
     try:
@@ -54,7 +54,7 @@ def _source_digest(module_name: str) -> str:
     return hashlib.sha256(src.encode()).hexdigest()[:16]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _package_version(module_name: str) -> str:
     """The installed version of an outside package, or the git revision of its folder."""
     top = module_name.split(".")[0]

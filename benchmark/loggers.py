@@ -1,4 +1,4 @@
-"""Result loggers: Weights & Biases (offline unless logged in) or none.
+"""Weights & Biases helpers: the mode (offline unless logged in) and the leaderboard run.
 
 The local ``results.jsonl`` is always written first; a W&B failure prints one
 warning line and never loses a result.
@@ -11,16 +11,6 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-from benchmark.results import load_curves
-
-
-class NullLogger:
-    def log_cell(self, record: dict[str, Any]) -> None:
-        pass
-
-    def finish(self, output_dir: Path) -> None:
-        pass
 
 
 def wandb_mode(requested: str) -> str:
@@ -39,60 +29,6 @@ def wandb_mode(requested: str) -> str:
     except (OSError, netrc.NetrcParseError):
         pass
     return "offline"
-
-
-class WandbLogger:
-    """One W&B run per cell: project = logger.project, group = dataset/scenario/ratio,
-    job_type = method, tags = method, dataset, seed."""
-
-    def __init__(self, cfg: Any) -> None:
-        self.project = str(cfg.logger.project)
-        self.mode = wandb_mode(str(cfg.logger.mode))
-        self.dir = Path(str(cfg.logger.dir))
-        self.broken = False
-        self.logged = 0
-        self.output_dir: Path | None = None
-
-
-    def log_cell(self, record: dict[str, Any]) -> None:
-        if self.broken or record.get("status") != "ok":
-            return
-        try:
-            import wandb
-
-            self.dir.mkdir(parents=True, exist_ok=True)
-            run = wandb.init(
-                project=self.project, mode=self.mode, dir=str(self.dir),
-                group=f"{record['dataset']}/{record['scenario']}/{record['ratio']}",
-                job_type=record["method"], name=f"{record['method']}-r{record['ratio']}-s{record['seed']}",
-                tags=[record["method"], record["dataset"], f"seed{record['seed']}"],
-                config={**record["config"], "split_hash": record["split_hash"], "git": record["git"],
-                        "cell_id": record["cell_id"], "protocol_version": record["protocol_version"],
-                        "world_size": record.get("world_size"), "effective_batch": record.get("effective_batch")},
-                settings=wandb.Settings(silent=True, console="off"),
-                reinit="finish_previous",
-            )
-            values = {k: v for k, v in record["metrics"].items() if isinstance(v, (int, float))}
-            run.log(values)
-            stored = load_curves(str(record["config"].get("output_dir", "")), record["cell_id"]) or {}
-            target = stored.get("levels", {}).get("L_star", 0.0)
-            for attacker, c in stored.get("curves", {}).items():
-                run.log({f"relearn/{attacker}/curve": wandb.plot.line_series(
-                    xs=c["steps"], ys=[c["loss"], [target] * len(c["steps"])],
-                    keys=["forget loss", "target L*"], title=f"relearning ({attacker})", xname="attack step")})
-            run.summary.update(values)
-            run.finish()
-            self.logged += 1
-        except Exception as e:  # noqa: BLE001 - tracking must never cost a local result
-            self.broken = True
-            print(f"warning: W&B logging failed ({type(e).__name__}: {str(e)[:120]}); results.jsonl is complete, "
-                  "set logger=none to skip W&B")
-
-    def finish(self, output_dir: Path) -> None:
-        """The leaderboard run (:func:`log_leaderboard`)."""
-        if self.broken or not self.logged:
-            return
-        log_leaderboard(self.project, self.mode, self.dir, output_dir)
 
 
 def leaderboard_rows(source: Any, current_fingerprints: Mapping[str, str] | None = None
@@ -150,14 +86,3 @@ def log_leaderboard(project: str, mode: str, run_dir: Path, output_dir: Path,
     except Exception as e:  # noqa: BLE001 - tracking must never cost a local result
         print(f"warning: W&B leaderboard failed ({type(e).__name__}: {str(e)[:120]}); local results are complete",
               flush=True)
-
-
-def make_logger(cfg: Any) -> NullLogger | WandbLogger:
-    name = str(cfg.logger.name) if cfg.get("logger") else "none"
-    if name in ("none", "None", "false", "False"):
-        return NullLogger()
-    if name != "wandb":
-        from benchmark.errors import BenchmarkError
-
-        raise BenchmarkError(f"unknown logger {name!r}; use logger.name=wandb or logger=none")
-    return WandbLogger(cfg)

@@ -20,10 +20,15 @@ from typing import Any
 
 from benchmark.data import ImageData, load_dataset
 from benchmark.report import print_table, write_summary
-from benchmark.results import check_writable, read_records
+from benchmark.results import check_writable, read_records, row_label
 from benchmark.stages.cell import run_cell
 from benchmark.stages.plan import Plan, make_plan
-from benchmark.stages.references import Group, attach_rmia_references, forget_fixed_across_seeds, prepare_group
+from benchmark.stages.references import (
+    Group,
+    attach_rmia_references,
+    forget_fixed_across_seeds,
+    prepare_group,
+)
 from benchmark.stages.sinks import Progress, ResultsSink, WandbSink, diagnostics_path
 from benchmark.training import eval_device
 
@@ -92,7 +97,7 @@ class Runner:
             return
         rows = [("original", "original", g.ref_curves.get("original", {})),
                 ("retrain", "retrain", g.ref_curves.get("oracle", {}))]
-        rows += [(r.cell.method + (f"{{{r.cell.variant}}}" if r.cell.variant else ""), r.cell.method, r.curves)
+        rows += [(row_label(r.cell.method, r.cell.variant), r.cell.method, r.curves)
                  for r in results if r.status == "ok" and r.cell.method not in ("original", "retrain")]
         levels = {"L_star": g.attack.levels.target_loss, "L_r": g.attack.levels.loss_oracle}
         name = f"relearn-{self.cfg.dataset}-{self.cfg.forget.scenario}-r{ratio}-s{seed}.png"

@@ -31,7 +31,7 @@ def world_size(trainer_cfg: Any) -> int:
     return max(1, len(list(devices)))
 
 
-def build_trainer(trainer_cfg: Any, max_epochs: int, callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
+def build_trainer(trainer_cfg: Any, max_epochs: int, callbacks: Sequence[L.Callback] = (), logger: Any = None) -> L.Trainer:
     """A quiet trainer: no checkpoints, no progress bar, no validation loop.
 
     With ``trainer.devices`` > 1 and ``strategy: auto`` the phase runs under DDP in spawned
@@ -53,7 +53,7 @@ def build_trainer(trainer_cfg: Any, max_epochs: int, callbacks: Sequence[L.Callb
         strategy=strategy,
         precision=tc.get("precision", "32-true"),
         max_epochs=max(1, int(max_epochs)),
-        logger=False,
+        logger=logger if logger is not None else False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -65,10 +65,10 @@ def build_trainer(trainer_cfg: Any, max_epochs: int, callbacks: Sequence[L.Callb
     )
 
 
-def fit(module: UnlearnModule, trainer_cfg: Any, callbacks: Sequence[L.Callback] = ()) -> float:
+def fit(module: UnlearnModule, trainer_cfg: Any, callbacks: Sequence[L.Callback] = (), logger: Any = None) -> float:
     """Runs the unlearning phase; returns its wall seconds (CUDA synchronised, evaluation excluded)."""
     epochs = 1 if module.one_shot else module.total_epochs
-    trainer = build_trainer(trainer_cfg, epochs, callbacks)
+    trainer = build_trainer(trainer_cfg, epochs, callbacks, logger)
     trainer.fit(module)
     seconds = trainer.callback_metrics.get("time/unlearn_s")  # set by the module; survives ddp_spawn
     return float(seconds) if seconds is not None else float(module.unlearn_seconds)

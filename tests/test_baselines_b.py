@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.hparams import resolve as method_config
 from benchmark.errors import BenchmarkError
+from benchmark.hparams import resolve as method_config
 from benchmark.importance import diag_fisher
 from benchmark.module import METHODS
 from benchmark.training import fit

@@ -64,7 +64,7 @@ def test_user_method_from_own_module(tmp_path, monkeypatch, capsys):
                                  "method_args.retain_ce_x2.epochs=1", "attack.enabled=false"))
     records = Runner(cfg).run()
     assert records[0]["method"] == "retain_ce_x2" and records[0]["status"] == "ok"
-    assert records[0]["config"]["cell"]["method_args"]["epochs"] == 1
+    assert records[0]["hparams"]["epochs"] == 1
     sys.modules.pop("my_unlearn", None)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from benchmark.metrics.core import MetricContext, register_metric
-from benchmark.metrics.values import Undefined
 from benchmark.metrics.outputs import SplitOutputs
+from benchmark.metrics.values import Undefined
 
 
 def split_accuracy(ctx: MetricContext, split: str) -> float | Undefined:

@@ -237,7 +237,7 @@ def metric_directions(attackers: Sequence[str] = ("sgd", "adam")) -> dict[str, s
     return {k: m.direction for _, m in METRICS.items() for k in m.keys(attackers)}
 
 
-def metric_docs(attackers: Sequence[str] | None = None) -> dict[str, str]:
+def metric_docs(attackers: Sequence[str] | None = ("sgd", "adam")) -> dict[str, str]:
     """Record key (or template, when ``attackers`` is None) -> one-line definition."""
     if attackers is None:
         return {m.name: m.summary for _, m in METRICS.items()}

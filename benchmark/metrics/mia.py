@@ -14,8 +14,8 @@ from sklearn.svm import SVC
 
 from benchmark.errors import BenchmarkError
 from benchmark.metrics.core import MetricContext, register_metric
-from benchmark.metrics.values import Undefined
 from benchmark.metrics.outputs import ModelOutputs, SplitOutputs
+from benchmark.metrics.values import Undefined
 
 RMIA_NEEDS_REFERENCES = (
     "needs at least 2 seeds: reference models are the retrain oracles of the other seeds"

@@ -17,7 +17,7 @@ from typing import Any
 
 from benchmark.io import atomic_write_json
 from benchmark.metrics import progress_keys
-from benchmark.results import append_record, curves_path
+from benchmark.results import append_record, curves_path, row_label
 from benchmark.stages.result import CellResult
 
 
@@ -60,7 +60,7 @@ class WandbSink:
 
             self.dir.mkdir(parents=True, exist_ok=True)
             c = res.cell
-            label = c.method + (f"{{{c.variant}}}" if c.variant else "")
+            label = row_label(c.method, c.variant)
             run = wandb.init(
                 project=self.project, mode=self.mode, dir=str(self.dir),
                 group=f"{record['dataset']}/{record['scenario']}/{record['ratio']}", job_type=c.method,
@@ -107,7 +107,7 @@ class Progress:
         self.n += 1
         eta = (time.perf_counter() - self.t0) / self.n * (self.total - self.n)
         c = res.cell
-        label = c.method + (f"{{{c.variant}}}" if c.variant else "")
+        label = row_label(c.method, c.variant)
         head = f"[{self.n}/{self.total}] {label:<16} ratio={c.ratio} seed={c.seed}"
         if res.status != "ok":
             print(f"{head}  {res.status.upper()}: {res.error}  ETA {eta:.0f} s", flush=True)

@@ -1,7 +1,7 @@
 """Influence Eliminating Unlearning (IEU), the method of the paper behind this suite.
 
 "Influence Eliminating Unlearning", with the "relearning convergence delay" (RCD)
-metric (docs/protocol.md section 4; abstract in shared/seeds/000_06ead358cb71d0d9.txt).
+metric (docs/protocol.md sections 4 and 5).
 Each step descends ``CE(theta; b_r) - alpha * min(CE(theta; b_f), cap)`` with SGD and
 coupled weight decay ``lambda``, then adds Gaussian noise to every parameter tensor W,
 ``theta <- theta + sigma_e * std(W) * xi``. Weight decay shrinks every weight by
@@ -20,7 +20,7 @@ Hyperparameters (docs/protocol.md section 5 defaults; ``search_space`` below):
     repair_epochs: plain fine-tuning epochs on D_r after the E IEU epochs, 0.
     repair_weight_decay: weight decay of the repair epochs, 5e-4 (the recipe's, like ``finetune``).
 
-The paper's code is not public; these are the suite's own choices (docs/protocol.md is silent):
+The paper's code is not public; these are the suite's own choices (docs/protocol.md section 5 lists them):
     - lr is constant (not the base class's cosine): the decay argument is per step at a fixed
       step size, and the noise already anneals. ``scheduler: cosine`` is available.
     - the cap applies to the batch-mean forget CE (``min`` of the mean, not per example); above it

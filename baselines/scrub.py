@@ -19,8 +19,8 @@ With ``scheduler: cosine`` the schedule is sized by the first (longest) epoch, s
 rate does not quite reach 0.
 
 Departures from the reference code: the KL direction is the reference's
-KL(teacher || student); docs/protocol.md's table writes KL(student || teacher), which is
-neither the code nor the paper. The max phases are the first min(msteps, epochs)
+KL(teacher || student) (as docs/protocol.md's table says; some write-ups of SCRUB
+write KL(student || teacher), which is neither the code nor the paper). The max phases are the first min(msteps, epochs)
 epochs, 0-based (the reference's ``epoch <= msteps`` counts from 1; code that loops
 from 0 runs msteps + 1). No SWA averaging (the reference's ``sstart`` is past the
 last epoch in its own settings).

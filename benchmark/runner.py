@@ -42,7 +42,7 @@ class Runner:
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
         self.out = check_writable(cfg.output_dir)
-        check_writable(cfg.cache_dir)
+        check_writable(cfg.cache_dir, what="cache_dir")
         records = sorted(read_records(self.out).records, key=lambda r: float(r.get("time") or 0))
         done = {r["config_id"]: r for r in records if r.get("config_id")}  # the newest per configuration
         self.plan: Plan = make_plan(cfg, done)

@@ -1,5 +1,5 @@
 """The relearning attack: works on a copy, is seeded, and computes T, RCD and the recovery gap
-exactly as PROTOCOL.md section 4 defines them."""
+exactly as docs/protocol.md section 4 defines them (the relearn/* metrics of the registry)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,19 @@ from benchmark.callbacks.relearn import (
     convergence_step,
     default_budget,
     default_eval_every,
-    rcd_metrics,
     recovery_gap,
 )
+from benchmark.metrics import METRICS, MetricContext, compute_metrics
 from benchmark.models import build_model, trainable_state
 
 LEVELS = Levels(loss_original=0.1, loss_oracle=2.1, acc_original=100.0, acc_oracle=60.0, delta=0.05)
+
+
+def rcd_metrics(curve: Curve, oracle_curve: Curve, levels: Levels, attacker: str) -> tuple[dict, dict]:
+    """The registered relearn/<attacker>/* metrics of one curve against the oracle's."""
+    ctx = MetricContext(outputs={}, forget_classes=None, num_classes=1, curves={attacker: curve},
+                        oracle_curves={attacker: oracle_curve}, levels=levels)
+    return compute_metrics(ctx, [n for n in METRICS.names() if n.startswith("relearn/")])
 
 
 def _attack(digits, tiny_data, seed=0, steps=12):

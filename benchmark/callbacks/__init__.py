@@ -6,7 +6,8 @@ from benchmark.callbacks.relearn import (
     Levels,
     RelearnAttack,
     RelearnTarget,
-    rcd_metrics,
+    convergence_step,
+    relearning_levels,
 )
 
-__all__ = ["ATTACKERS", "Curve", "Levels", "RelearnAttack", "RelearnTarget", "rcd_metrics"]
+__all__ = ["ATTACKERS", "Curve", "Levels", "RelearnAttack", "RelearnTarget", "convergence_step", "relearning_levels"]

@@ -222,26 +222,6 @@ def recovery_gap(curve: Curve, levels: Levels) -> float:
     return sum(vals) / len(vals)
 
 
-def rcd_metrics(curve: Curve, oracle_curve: Curve, levels: Levels, attacker: str) -> tuple[dict, dict]:
-    """Record values and undefined reasons under ``relearn/<attacker>/...``."""
-    p = f"relearn/{attacker}"
-    t_u, cens = convergence_step(curve, levels)
-    t_r, cens_r = convergence_step(oracle_curve, levels)
-    at = curve.steps.index(t_u) if t_u in curve.steps else len(curve.steps) - 1
-    values = {f"{p}/steps": float(t_u), f"{p}/censored": float(cens), f"{p}/oracle_steps": float(t_r),
-              f"{p}/oracle_censored": float(cens_r), f"{p}/weight_dist_at_T": curve.weight_dist[at],
-              f"{p}/recovery_gap": recovery_gap(curve, levels), f"{p}/rcd": None}
-    reasons = {}
-    why = levels.undefined_reason
-    if why:
-        reasons[f"{p}/rcd"] = why
-    elif t_r == 0:
-        reasons[f"{p}/rcd"] = "the oracle is already at the target level at step 0"
-    else:
-        values[f"{p}/rcd"] = t_u / t_r
-    return values, reasons
-
-
 class RelearnAttack(L.Callback):
     """Attacks the unlearned network after unlearning, with each configured attacker.
 

@@ -30,7 +30,7 @@ from benchmark.io import atomic_write_bytes
 
 RESULTS = "results.jsonl"
 LOCK = ".results.lock"
-_PACKAGES = ("torch", "torchvision", "lightning", "torchmetrics", "wandb", "omegaconf", "scikit-learn", "numpy")
+_PACKAGES = ("torch", "torchvision", "lightning", "wandb", "omegaconf", "scikit-learn", "numpy")
 
 
 @dataclass
@@ -164,8 +164,8 @@ def append_record(output_dir: str | Path, record: dict[str, Any]) -> Path:
     return path
 
 
-def check_writable(output_dir: str | Path) -> Path:
-    """Creates ``output_dir`` and checks that files can be written there."""
+def check_writable(output_dir: str | Path, what: str = "output_dir") -> Path:
+    """Creates ``output_dir`` and checks that files can be written there (``what`` names the key)."""
     out = Path(output_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -173,7 +173,7 @@ def check_writable(output_dir: str | Path) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise BenchmarkError(f"output_dir {out} is not writable ({e.strerror}); pass output_dir=PATH") from None
+        raise BenchmarkError(f"{what} {out} is not writable ({e.strerror}); pass {what}=PATH") from None
     return out
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.strategies import DDPStrategy
 
 from benchmark.module import UnlearnModule
 
@@ -31,13 +33,43 @@ def world_size(trainer_cfg: Any) -> int:
     return max(1, len(list(devices)))
 
 
-def build_trainer(trainer_cfg: Any, max_epochs: int, callbacks: Sequence[L.Callback] = (), logger: Any = None) -> L.Trainer:
+class SpawnDDPStrategy(DDPStrategy):
+    """``ddp_spawn`` whose workers destroy their process group when the fit ends.
+
+    Lightning destroys a process group at exit only for NCCL; with gloo a spawned worker
+    returns from the fit with the group alive, and its threads (two ``pt_gloo_runloop``
+    workers, the ``gloo_tcp_loop`` epoll thread, on rank 0 the ``pt_tcpstore_uv`` store
+    server) still run while the interpreter finalizes and libc runs the C++ static
+    destructors. A group thread that wakes up then (the loop ticks every 10 ms; the peer
+    closes its sockets when it exits) touches a half-torn-down runtime: the
+    ``terminate called without an active exception`` aborts (SIGABRT) of workers whose fit
+    had finished. Here each worker waits for the others, so that no rank closes its sockets
+    while another still talks, and destroys the group, which joins those threads while the
+    interpreter is whole (what PyTorch asks of every trainer process).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(start_method="spawn", **kwargs)
+
+    def teardown(self) -> None:
+        super().teardown()
+        # Lightning tears down only after a fit that succeeded on this rank; the launching
+        # process never initialises the group, so this is a no-op there
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+
+
+def build_trainer(trainer_cfg: Any, max_epochs: int, callbacks: Sequence[L.Callback] = (),
+                  logger: Logger | None = None) -> L.Trainer:
     """A quiet trainer: no checkpoints, no progress bar, no validation loop.
 
     With ``trainer.devices`` > 1 and ``strategy: auto`` the phase runs under DDP in spawned
     workers (``ddp_spawn``): only the fit is distributed, the runner and the evaluation stay
     in one process, and the trained weights come back to it. Each worker gets its shard of
-    every loader (DistributedSampler), so the effective batch is devices x batch_size.
+    every loader (DistributedSampler), so the effective batch is devices x batch_size. The
+    workers destroy their process group before they exit (``SpawnDDPStrategy``). ``logger``
+    (default: none) is a Lightning logger; under ``ddp_spawn`` it travels to the workers.
     """
     tc = dict(trainer_cfg or {})
     strategy = tc.get("strategy", "auto")
@@ -47,6 +79,7 @@ def build_trainer(trainer_cfg: Any, max_epochs: int, callbacks: Sequence[L.Callb
         # the in-memory dataset goes to the workers through shared memory; passing file
         # descriptors fails in some sandboxes and containers ("unable to resize file")
         torch.multiprocessing.set_sharing_strategy("file_system")
+        strategy = SpawnDDPStrategy()
     return L.Trainer(
         accelerator=tc.get("accelerator", "auto"),
         devices=tc.get("devices", 1),
@@ -65,7 +98,8 @@ def build_trainer(trainer_cfg: Any, max_epochs: int, callbacks: Sequence[L.Callb
     )
 
 
-def fit(module: UnlearnModule, trainer_cfg: Any, callbacks: Sequence[L.Callback] = (), logger: Any = None) -> float:
+def fit(module: UnlearnModule, trainer_cfg: Any, callbacks: Sequence[L.Callback] = (),
+        logger: Logger | None = None) -> float:
     """Runs the unlearning phase; returns its wall seconds (CUDA synchronised, evaluation excluded)."""
     epochs = 1 if module.one_shot else module.total_epochs
     trainer = build_trainer(trainer_cfg, epochs, callbacks, logger)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import signal
 import sys
+import threading
+from typing import Any
 
 from benchmark.errors import BenchmarkError
 
@@ -91,6 +95,74 @@ def _check(args: list[str]) -> int:
     return 1 if failed else 0
 
 
+def _run(args: list[str]) -> int:
+    """``run``: SIGTERM (preemption, a Kubernetes shutdown) and SIGINT (Ctrl-C) stop it
+    cleanly at any moment: the cell in flight is abandoned (nothing of it is written; a
+    cell being written is finished first), one line says what was done and how to
+    resume, and the status is 128 + the signal (143, 130), never 0."""
+    from benchmark.io import Interrupted, on_signal, received_signal, reset_signal
+
+    runners: list[Any] = []
+    reset_signal()
+    main_thread = threading.current_thread() is threading.main_thread()  # handlers can only be set there
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)} if main_thread else {}
+    try:
+        from benchmark.config import compose_grid
+        from benchmark.runner import Runner
+
+        for cfg in compose_grid(args):  # every config checked before any work
+            runners.append(Runner(cfg))
+        records = [r for runner in runners for r in runner.run()]
+        return 0 if all(r.get("status") in ("ok", "skipped") for r in records) else 1
+    except (Interrupted, SystemExit, KeyboardInterrupt) as e:
+        # Lightning turns a SIGTERM inside a fit into SystemExit (no code) and Ctrl-C into
+        # sys.exit(1): the signal our handler recorded decides, not the exception
+        signum = received_signal() or (signal.SIGINT if isinstance(e, KeyboardInterrupt) else None)
+        if signum is None:
+            raise
+        for s in previous:  # a second signal must not cut the clean-up
+            signal.signal(s, signal.SIG_IGN)
+        _stop_children()
+        print(_interrupted_line(signal.Signals(signum).name, runners), file=sys.stderr, flush=True)
+        return 128 + int(signum)
+    except OSError as e:  # a full disk, a lost mount: one line, finished cells kept
+        where = f" {e.filename}" if e.filename else ""
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        print(f"error: {'cannot write' if full else 'file error at'}{where} ({e.strerror or e}); "
+              f"{'free some space' if full else 'fix it'}, then rerun the same command to resume "
+              "(finished cells are kept)", file=sys.stderr, flush=True)
+        _stop_children()
+        return 1
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _interrupted_line(name: str, runners: list[Any]) -> str:
+    done = sum(r.finished for r in runners)
+    total = sum(len(r.plan.todo) for r in runners)
+    cut = [r.in_flight for r in runners if r.in_flight is not None]
+    abandoned = (f" ({cut[0].method} ratio={cut[0].ratio} seed={cut[0].seed} abandoned, nothing written for it)"
+                 if cut else "")
+    files = sorted({str(r.out / "results.jsonl") for r in runners})
+    where = f"finished cells are in {', '.join(files)}" if files else "no cell had started"
+    return f"interrupted by {name} after {done} of {total} cells{abandoned}; {where}; rerun the same command to resume"
+
+
+def _stop_children() -> None:
+    """Ends the worker processes this process started (``ddp_spawn``), so exit never waits on them."""
+    import multiprocessing
+
+    children = multiprocessing.active_children()
+    for p in children:
+        p.terminate()
+    for p in children:
+        p.join(timeout=5)
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=5)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # `--shard i/n` is the same as `shard=i/n`
@@ -110,12 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if ns.command == "run":
-            from benchmark.config import compose_grid
-            from benchmark.runner import Runner
-
-            runners = [Runner(cfg) for cfg in compose_grid(ns.args)]  # every config checked before any work
-            records = [r for runner in runners for r in runner.run()]
-            return 0 if all(r.get("status") in ("ok", "skipped") for r in records) else 1
+            return _run(ns.args)
         if ns.command == "report":
             from benchmark.report import write_leaderboard
 

@@ -17,7 +17,9 @@ from torch import nn
 from benchmark.data import ImageData
 from benchmark.data.splits import Split
 from benchmark.data.transforms import BatchTransform
-from benchmark.metrics import ModelOutputs, SplitOutputs, load_outputs, save_outputs
+from benchmark.io import state_sha256
+from benchmark.metrics import ModelOutputs, SplitOutputs, save_outputs
+from benchmark.metrics.outputs import read_outputs
 
 
 @torch.no_grad()
@@ -65,9 +67,27 @@ def split_view(full: ModelOutputs, split: Split) -> ModelOutputs:
 
 def cached_outputs(path: Path, net: nn.Module, ds: ImageData, split: Split, transform: BatchTransform,
                    device: torch.device, batch_size: int = 1024) -> ModelOutputs:
-    """Loads a model's full outputs from ``path`` or computes and stores them."""
-    full = load_outputs(path) if path.exists() else None
-    if full is None or len(full.get("train", ())) != len(split.train):
-        full = full_outputs(net, ds, split, transform, device, batch_size)
-        save_outputs(path, full)
+    """Loads a model's full outputs from ``path`` or computes and stores them.
+
+    The file names the SHA-256 of the model state and of the split it was computed
+    from; a file of another model or split (e.g. one copied over another), or one
+    that is truncated or corrupt, is reported in one warning line and rebuilt."""
+    expect = {"model_sha256": state_sha256(net), "split_sha256": split.sha256}
+    if path.exists():
+        why = None
+        try:
+            full, meta = read_outputs(path)
+            if meta.get("model_sha256") != expect["model_sha256"]:
+                why = "were computed from another model" if meta.get("model_sha256") else "do not name their model"
+            elif meta.get("split_sha256") != expect["split_sha256"]:
+                why = "were computed on another split"
+            elif len(full.get("train", ())) != len(split.train) or not {"train", "val", "test"} <= set(full):
+                why = "do not cover this split"
+        except Exception as e:  # noqa: BLE001 - any unreadable cache means: rebuild it
+            why = f"are corrupt ({type(e).__name__}: {str(e)[:80]})"
+        if why is None:
+            return full
+        print(f"warning: cached outputs {path} {why}; recomputing them", flush=True)
+    full = full_outputs(net, ds, split, transform, device, batch_size)
+    save_outputs(path, full, expect)
     return full

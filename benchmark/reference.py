@@ -7,7 +7,8 @@ Each is either trained here or brought from outside:
   method: swapping the ``retrain`` plugin must never change theta_o). Cached under
   ``<cache_dir>/models/<key>.pt`` where the key hashes everything that determines the
   model: dataset and subset, the split's hash (D only for the original), model, recipe,
-  augmentation, a normalisation override, seed and protocol version. Each file has a
+  augmentation, a normalisation override, seed, protocol version and the trainer settings
+  that change the weights (world size and precision, where not 1 and 32-bit). Each file has a
   SHA-256 sidecar; a truncated or corrupt file is reported in one line and retrained.
 - **Brought**: ``reference.original`` / ``reference.oracle`` name a checkpoint trained
   elsewhere (a ``state_dict``, or ``{"state_dict": ...}``) of the architecture
@@ -41,7 +42,7 @@ from benchmark.io import atomic_torch_save, file_sha256, load_checked, sha256_by
 from benchmark.losses import ce
 from benchmark.models import build_model
 from benchmark.module import Batch, UnlearnData, UnlearnModule
-from benchmark.training import fit
+from benchmark.training import fit, world_size
 from benchmark.version import PROTOCOL_VERSION
 
 if TYPE_CHECKING:
@@ -146,7 +147,23 @@ def reference_key(kind: str, cfg: Any, split: Split, seed: int, checkpoint_sha25
     norm = normalize_override(cfg)
     if norm is not None:  # only when set, so that default keys (and caches) stay valid
         fields["normalize"] = norm
+    fields.update(training_identity(cfg.get("trainer")))
     return f"{kind}-{_hash(fields)[:20]}"
+
+
+def training_identity(trainer_cfg: Any) -> dict[str, Any]:
+    """The trainer settings that change a trained reference's weights, each only where it
+    differs from one process in 32-bit precision (so default keys, and caches, stay valid):
+    the world size (DDP shards every batch: devices x batch_size per step) and the precision."""
+    tc = dict(_plain(trainer_cfg) or {})
+    out: dict[str, Any] = {}
+    ws = world_size(tc)
+    if ws != 1:
+        out["world_size"] = ws
+    precision = str(tc.get("precision", "32-true"))
+    if precision not in ("32", "32-true"):
+        out["precision"] = precision
+    return out
 
 
 def _few(items: list[str], n: int = 5) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.data import ImageData, load_dataset
+from benchmark.io import received_signal, signals_held
 from benchmark.report import print_table, write_summary
 from benchmark.results import check_writable, read_records, row_label
 from benchmark.stages.cell import run_cell
@@ -48,6 +49,8 @@ class Runner:
         self.plan: Plan = make_plan(cfg, done)
         self.device = eval_device(cfg.trainer)
         self.ds: ImageData = self._load_data()
+        self.finished = 0  # cells written by this run (what an interruption reports)
+        self.in_flight = None  # the cell being run, if any
 
     def _load_data(self) -> ImageData:
         d, t0 = self.cfg.data, time.perf_counter()
@@ -76,10 +79,20 @@ class Runner:
             results = []
             for cell in (c for c in plan.todo if c.group == (ratio, seed)):
                 print(f"[run] {cell.method} ratio={ratio} seed={seed}", flush=True)
-                res = run_cell(cfg, self.ds, g, cell, self.device, diagnostics_path(self.out, cell.cell_id))
-                record = res.record(cfg)
-                for sink in sinks:
-                    sink.write(res, record)
+                self.in_flight = cell
+                try:
+                    res = run_cell(cfg, self.ds, g, cell, self.device, diagnostics_path(self.out, cell.cell_id))
+                    with signals_held():  # a finished cell is written whole: curves, record, progress
+                        record = res.record(cfg)
+                        for sink in sinks:
+                            sink.write(res, record)
+                        self.finished += 1
+                        self.in_flight = None
+                except BaseException:
+                    if self.in_flight is not None and received_signal() is not None:
+                        # abandoned: nothing of it stays (a fit that was cut may have written its diagnostics)
+                        diagnostics_path(self.out, cell.cell_id).unlink(missing_ok=True)
+                    raise
                 results.append(res)
             if cfg.attack.enabled:
                 self._figure(ratio, seed, results, g)

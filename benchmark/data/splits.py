@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from benchmark.errors import BenchmarkError
+from benchmark.io import atomic_savez
 
 SCENARIOS = ("random", "class", "subclass", "indices")
 VAL_FRACTION = 0.1
@@ -66,19 +66,40 @@ class Split:
         return h.hexdigest()
 
     def save(self, directory: str | Path) -> Path:
-        """Writes the arrays and their hash to ``<directory>/<sha256[:16]>.npz`` atomically."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{self.sha256[:16]}.npz"
+        """Writes the arrays and their hash to ``<directory>/<sha256[:16]>.npz`` atomically.
+
+        An existing file is kept only if it loads and holds this split (:meth:`load`
+        checks its hash); a truncated, corrupt or foreign file is reported in one
+        warning line and written again."""
+        path = Path(directory) / f"{self.sha256[:16]}.npz"
         if path.exists():
-            return path
-        tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+            try:
+                if Split.load(path).sha256 == self.sha256:
+                    return path
+                why = "holds another split"
+            except Exception as e:  # noqa: BLE001 - any unreadable file is rewritten
+                why = f"is corrupt ({type(e).__name__}: {str(e)[:80]})"
+            print(f"warning: saved split {path} {why}; writing it again", flush=True)
         meta = {"scenario": self.scenario, "ratio": self.ratio, "seed": self.seed,
                 "forget_classes": self.forget_classes, "sha256": self.sha256}
-        np.savez(tmp, train=self.train, val=self.val, forget=self.forget, retain=self.retain,
-                 meta=np.array(json.dumps(meta)))
-        os.replace(tmp, path)
-        return path
+        return atomic_savez(path, train=self.train, val=self.val, forget=self.forget, retain=self.retain,
+                            meta=np.array(json.dumps(meta)))
+
+    @staticmethod
+    def load(path: str | Path) -> Split:
+        """Reads a file written by :meth:`save`, checked against the SHA-256 it stores.
+
+        Raises:
+            ValueError: the arrays do not match the stored hash (or the file cannot be read).
+        """
+        with np.load(Path(path), allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"][()]))
+            arrays = {k: np.asarray(npz[k], dtype=np.int64) for k in ("train", "val", "forget", "retain")}
+        split = Split(**arrays, scenario=str(meta["scenario"]), ratio=meta["ratio"], seed=int(meta["seed"]),
+                      forget_classes=meta.get("forget_classes"))
+        if split.sha256 != meta.get("sha256"):
+            raise ValueError("SHA-256 mismatch")
+        return split
 
 
 def _stratified_take(labels: np.ndarray, n_take: int, rng: np.random.Generator) -> np.ndarray:

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import TypeAlias
 import numpy as np
 
 from benchmark.errors import BenchmarkError
+from benchmark.io import atomic_savez
 from benchmark.metrics.values import Undefined
 
 log = logging.getLogger(__name__)
@@ -157,16 +157,18 @@ def _digest(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def save_outputs(path: str | os.PathLike[str], outputs: ModelOutputs) -> None:
+def save_outputs(path: str | os.PathLike[str], outputs: ModelOutputs, provenance: dict[str, str] | None = None) -> None:
     """Writes a model's outputs to an ``.npz`` file, atomically, with a SHA-256 digest.
 
-    The file is written to a temporary name in the same folder and moved into place
-    with ``os.replace``, so a reader sees either the old file or the complete new
-    one, never a partial write.
+    The file goes through :func:`benchmark.io.atomic_write_bytes`, so a reader sees
+    either the old file or the complete new one, never a partial write, and no
+    temporary file is left behind on any failure.
 
     Args:
         path: Destination file (conventionally ending in ``.npz``).
         outputs: Split name -> :class:`SplitOutputs`. Split names are ``[A-Za-z0-9_]+``.
+        provenance: What the outputs were computed from, stored in the metadata and
+            checked by the reader (e.g. ``{"model_sha256": ..., "split_sha256": ...}``).
     """
     path = Path(path)
     arrays: dict[str, np.ndarray] = {}
@@ -177,18 +179,30 @@ def save_outputs(path: str | os.PathLike[str], outputs: ModelOutputs) -> None:
             raise BenchmarkError(f"outputs[{split!r}] must be a SplitOutputs, got {type(so)}")
         for field in _FIELDS:
             arrays[f"{split}.{field}"] = getattr(so, field)
-    meta = {"format": _FORMAT_VERSION, "splits": list(outputs), "sha256": _digest(arrays)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays, **{_META_KEY: np.array(json.dumps(meta))})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    meta = {"format": _FORMAT_VERSION, "splits": list(outputs), "sha256": _digest(arrays),
+            **(provenance or {})}
+    atomic_savez(path, **arrays, **{_META_KEY: np.array(json.dumps(meta))})
+
+
+def read_outputs(path: str | os.PathLike[str]) -> tuple[ModelOutputs, dict]:
+    """Reads outputs written by :func:`save_outputs` with their metadata.
+
+    Raises:
+        Exception: the file is missing, truncated, corrupt, of another format
+            version or fails its SHA-256 check.
+    """
+    with np.load(Path(path), allow_pickle=False) as npz:
+        meta = json.loads(str(npz[_META_KEY][()]))
+        if not isinstance(meta, dict) or meta.get("format") != _FORMAT_VERSION:
+            raise ValueError(f"format {meta.get('format') if isinstance(meta, dict) else meta!r}")
+        splits = list(meta["splits"])
+        names = {f"{s}.{f}" for s in splits for f in _FIELDS}
+        if set(npz.files) != names | {_META_KEY}:
+            raise ValueError("unexpected array names")
+        arrays = {name: npz[name] for name in names}
+    if _digest(arrays) != meta["sha256"]:
+        raise ValueError("SHA-256 mismatch")
+    return {s: SplitOutputs(*(arrays[f"{s}.{f}"] for f in _FIELDS)) for s in splits}, meta
 
 
 def load_outputs(path: str | os.PathLike[str]) -> ModelOutputs | None:
@@ -203,19 +217,7 @@ def load_outputs(path: str | os.PathLike[str]) -> ModelOutputs | None:
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            meta = json.loads(str(npz[_META_KEY][()]))
-            if meta.get("format") != _FORMAT_VERSION:
-                log.warning("outputs cache %s has format %r; recomputing", path, meta.get("format"))
-                return None
-            splits = list(meta["splits"])
-            names = {f"{s}.{f}" for s in splits for f in _FIELDS}
-            if set(npz.files) != names | {_META_KEY}:
-                raise ValueError("unexpected array names")
-            arrays = {name: npz[name] for name in names}
-        if _digest(arrays) != meta["sha256"]:
-            raise ValueError("SHA-256 mismatch")
-        return {s: SplitOutputs(*(arrays[f"{s}.{f}"] for f in _FIELDS)) for s in splits}
+        return read_outputs(path)[0]
     except Exception as e:  # noqa: BLE001 - a corrupt file can fail in many ways; all mean "recompute"
         log.warning("outputs cache %s is unreadable (%s); recomputing", path, e)
         return None

@@ -9,6 +9,8 @@ forgets the same D_f).
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +35,7 @@ from benchmark.data.transforms import BatchTransform, make_transform
 from benchmark.errors import BenchmarkError
 from benchmark.evaluate import cached_outputs, split_view
 from benchmark.identity import digest
-from benchmark.io import atomic_write_json
+from benchmark.io import atomic_write_json, state_sha256
 from benchmark.metrics import MetricContext, ModelOutputs, compute_metrics
 from benchmark.models import trainable_state
 from benchmark.reference import Reference, get_reference
@@ -60,22 +62,59 @@ class AttackPlan:
         return RelearnAttack(self.target, self.attackers, self.max_steps, self.eval_every, self.seed,
                              self.original_state)
 
-    def cached_run(self, path: Path, net: torch.nn.Module, device: torch.device) -> dict[str, Curve]:
-        """Attacks a reference model once; its curves are cached beside the model."""
-        import json
+    def cached_run(self, path: Path, net: torch.nn.Module, device: torch.device,
+                   ref_key: str | None = None) -> dict[str, Curve]:
+        """Attacks a reference model once; its curves are cached beside the model.
 
+        The file names what produced it: the reference key, this plan's key, the
+        SHA-256 of the attacked weights and the attackers. A file that does not
+        decode, names something else or holds a malformed curve is reported in one
+        warning line and recomputed, never trusted."""
+        ref_key = ref_key or path.stem.removesuffix(f"-{self.key}")  # the file is <ref key>-<attack key>.json
+        ident = {"reference": ref_key, "attack": self.key, "model_sha256": state_sha256(net),
+                 "attackers": sorted(self.attackers)}
         if path.exists():
+            why = None
             try:
-                stored = json.loads(path.read_bytes())
-                curves = {k: Curve.from_dict(v) for k, v in stored.items()}
-                if set(curves) == set(self.attackers) and all(c.steps for c in curves.values()):
-                    return curves
-                print(f"warning: cached attack curves {path} do not match the attackers; recomputing them")
-            except (ValueError, TypeError, AttributeError):
-                print(f"warning: cached attack curves {path} are corrupt; recomputing them")
+                stored = json.loads(path.read_bytes().decode("utf-8"))
+                if not isinstance(stored, dict) or not isinstance(stored.get("curves"), dict):
+                    why = "have no identity (an older or foreign file)"
+                else:
+                    diff = [k for k, v in ident.items() if stored.get(k) != v]
+                    if diff:
+                        why = {"reference": "were made for another reference model", "attack": "were made by "
+                               "another attack plan", "model_sha256": "were made from other weights",
+                               "attackers": "were made by other attackers"}[diff[0]]
+                    else:
+                        curves = {k: _checked_curve(v) for k, v in stored["curves"].items()}
+                        if set(curves) != set(self.attackers):
+                            why = "do not match the attackers"
+                        else:
+                            return curves
+            except Exception as e:  # noqa: BLE001 - undecodable or malformed: recompute
+                why = f"are corrupt ({type(e).__name__}: {str(e)[:80]})"
+            print(f"warning: cached attack curves {path} {why}; recomputing them", flush=True)
         curves = self.callback().run(net, device)
-        atomic_write_json(path, {k: c.to_dict() for k, c in curves.items()})
+        atomic_write_json(path, {**ident, "curves": {k: c.to_dict() for k, c in curves.items()}})
         return curves
+
+
+def _checked_curve(d: Any) -> Curve:
+    """A stored curve, checked: at least one evaluated step, equal lengths, numbers (a
+    diverged attack may have stored a non-finite loss; steps are finite integers)."""
+    if not isinstance(d, dict):
+        raise ValueError(f"a curve is a {type(d).__name__}")
+    c = Curve.from_dict(d)
+    n = len(c.steps)
+    if n == 0 or len(c.loss) != n or len(c.acc) != n or (c.weight_dist and len(c.weight_dist) != n):
+        raise ValueError("curve arrays are empty or of different lengths")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in [*c.steps, c.max_steps]):
+        raise ValueError("a curve step is not an integer")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in [*c.loss, *c.acc, *c.weight_dist]):
+        raise ValueError("a curve value is not a number")
+    if not (isinstance(c.seconds, (int, float)) and math.isfinite(c.seconds)):
+        raise ValueError("a curve's seconds is not a finite number")
+    return c
 
 
 @dataclass
@@ -139,7 +178,8 @@ def prepare_group(cfg: Any, ds: ImageData, ratio: float | None, seed: int, devic
         adir = Path(cfg.cache_dir) / "attacks"
         for kind, ref in (("original", g.original), ("oracle", g.oracle)):
             t0 = time.perf_counter()
-            g.ref_curves[kind] = g.attack.cached_run(adir / f"{ref.key}-{g.attack.key}.json", ref.net, device)
+            g.ref_curves[kind] = g.attack.cached_run(adir / f"{ref.key}-{g.attack.key}.json", ref.net, device,
+                                                     ref_key=ref.key)
             print(f"[attack] {kind}: " + ", ".join(f"{a} T={_t(c, g.attack.levels)}" for a, c in
                                                    g.ref_curves[kind].items())
                   + f" ({time.perf_counter() - t0:.1f} s)", flush=True)

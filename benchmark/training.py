@@ -41,11 +41,11 @@ class SpawnDDPStrategy(DDPStrategy):
     workers, the ``gloo_tcp_loop`` epoll thread, on rank 0 the ``pt_tcpstore_uv`` store
     server) still run while the interpreter finalizes and libc runs the C++ static
     destructors. A group thread that wakes up then (the loop ticks every 10 ms; the peer
-    closes its sockets when it exits) touches a half-torn-down runtime: the
-    ``terminate called without an active exception`` aborts (SIGABRT) of workers whose fit
-    had finished. Here each worker waits for the others, so that no rank closes its sockets
-    while another still talks, and destroys the group, which joins those threads while the
-    interpreter is whole (what PyTorch asks of every trainer process).
+    closes its sockets when it exits) can run into a half-torn-down runtime, the likeliest
+    source of the rare ``terminate called without an active exception`` aborts (SIGABRT) of
+    workers whose fit had finished. Here each worker waits for the others, so that no rank
+    closes its sockets while another still talks, and destroys the group, which joins those
+    threads while the interpreter is whole (what PyTorch asks of every trainer process).
     """
 
     def __init__(self, **kwargs: Any) -> None:

@@ -59,8 +59,8 @@ def import_user_modules(names: list[str]) -> None:
     for name in names or []:
         try:
             importlib.import_module(str(name))
-        except ImportError as e:
-            raise BenchmarkError(f"cannot import {name!r} from imports=[...] ({e}); "
+        except (ImportError, ValueError, TypeError) as e:  # a missing module; an empty or relative name
+            raise BenchmarkError(f"cannot import {name!r} from imports=[...] ({' '.join(str(e).split())[:100]}); "
                                  "put its folder on PYTHONPATH or install it") from None
     importlib.import_module("baselines")
 
@@ -106,13 +106,28 @@ def parse_overrides(overrides: list[str]) -> DictConfig:
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise BenchmarkError(f"cannot parse {bad[0]!r}: overrides are KEY=VALUE, e.g. dataset=cifar10")
+    empty = [o for o in overrides if not o.split("=", 1)[1].strip()]
+    if empty:  # OmegaConf would read `KEY=` as null: say so instead of guessing
+        key = empty[0].split("=", 1)[0]
+        if key == "shard":
+            raise BenchmarkError("shard has no value (--shard with nothing after it?); give a slice i/n, "
+                                 "e.g. --shard 0/4, or leave it out to run the whole grid")
+        raise BenchmarkError(f"{key}= has no value; give one, e.g. {key}=VALUE, or {key}=null for none")
     # `logger=none` is shorthand for logger.name=none
     overrides = [("logger.name=" + o.split("=", 1)[1]) if o.split("=", 1)[0] == "logger" else o
                  for o in overrides]
+    for o in overrides:  # one at a time, so the message names the one that does not parse
+        try:
+            OmegaConf.from_dotlist([o])
+        except (OmegaConfBaseException, yaml.YAMLError, ValueError, TypeError) as e:
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.strip().startswith("in ")]
+            why = ": ".join(lines)[:120] or type(e).__name__
+            raise BenchmarkError(f"cannot parse {o!r} ({why}); check its brackets and quotes, "
+                                 "e.g. seeds=[0,1] or methods=[finetune]") from None
     try:
         return OmegaConf.from_dotlist(list(overrides))
-    except OmegaConfBaseException as e:
-        raise BenchmarkError(f"cannot parse overrides: {str(e).splitlines()[0]}") from None
+    except (OmegaConfBaseException, yaml.YAMLError, ValueError, TypeError) as e:
+        raise BenchmarkError(f"cannot parse overrides: {' '.join(str(e).split())[:120]}") from None
 
 
 def _base() -> DictConfig:
@@ -157,10 +172,16 @@ def compose(overrides: list[str] | None = None, shared: dict[str, Any] | None = 
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or str(e).splitlines()[0]
         raise BenchmarkError(f"unknown or invalid config key {key!r}; see configs/bench.yaml for the keys") from None
+    except (TypeError, ValueError) as e:  # e.g. a list where the config has a mapping
+        raise BenchmarkError(f"a value does not fit its key ({' '.join(str(e).split())[:100]}): a list where a "
+                             "mapping belongs or the reverse; see configs/bench.yaml for the keys") from None
     if cfg.model is None:
         cfg.model = cfg.data.model
     if shared and shared.get("imports"):
         cfg.imports = [*shared["imports"], *[i for i in cfg.imports if i not in shared["imports"]]]
+    from benchmark.schema import check_config
+
+    check_config(cfg)  # every value, before any data loads
     return cfg
 
 
@@ -206,27 +227,21 @@ def compose_grid(overrides: list[str] | None = None) -> list[DictConfig]:
     if unknown:
         raise BenchmarkError(f"unknown key {sorted(unknown)[0]!r} in sweep {name!r}; a sweep has "
                              f"{', '.join(sorted(SWEEP_GRID | SWEEP_SHARED))}")
-    sw = OmegaConf.to_container(sweep, resolve=True)
+    try:
+        sw = OmegaConf.to_container(sweep, resolve=True)
+    except OmegaConfBaseException as e:
+        raise BenchmarkError(f"cannot read sweep file {name!r}: {' '.join(str(e).split())[:120]}; fix its YAML") from None
+    from benchmark.schema import check_sweep
+
+    check_sweep(sw, str(name))  # the grid's own keys, before any config is composed
     shared = {k: sw[k] for k in SWEEP_SHARED if k in sw}
-    for key in ("datasets", "scenarios", "seeds"):
-        if not isinstance(sw.get(key), list) or not sw[key]:
-            raise BenchmarkError(f"sweep {name!r}: `{key}` must be a non-empty list, e.g. "
-                                 + {"datasets": "datasets: [digits]", "scenarios": "scenarios: [{scenario: random, "
-                                    "ratios: [0.1]}]", "seeds": "seeds: [0, 1, 2]"}[key])
-    methods = sw.get("methods")
-    if not (methods == "all" or (isinstance(methods, list) and methods)):
-        raise BenchmarkError(f"sweep {name!r}: `methods` must be `all` or a non-empty list of method names")
+    methods = sw["methods"]
     configs = []
     for ds in sw["datasets"]:
         for sc in sw["scenarios"]:
-            if not isinstance(sc, dict) or "scenario" not in sc or not (sc.get("ratios") or sc.get("classes")):
-                raise BenchmarkError(f"sweep {name!r}: each scenario needs `scenario` and `ratios` (or `classes`), "
-                                     "e.g. {scenario: random, ratios: [0.1]}")
             items = {"dataset": ds, "forget.scenario": sc["scenario"], "seeds": sw["seeds"], "methods": methods}
             for key in ("ratios", "classes"):
                 if sc.get(key) is not None:
-                    if not isinstance(sc[key], list):
-                        raise BenchmarkError(f"sweep {name!r}: `{key}` must be a list, e.g. {key}: [{sc[key]}]")
                     items[f"forget.{key}"] = sc[key]
             grid = [f"{k}={_dotlist_value(v)}" for k, v in items.items()]
             configs.append(compose(grid + overrides, shared))

@@ -21,6 +21,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.identity import cell_keys, code_fingerprint, file_digest
 from benchmark.models import MODELS
 from benchmark.module import METHODS
+from benchmark.schema import check_config
 from benchmark.training import eval_device, world_size
 from benchmark.version import PROTOCOL_VERSION
 
@@ -71,9 +72,13 @@ class Plan:
 
 
 def parse_shard(spec: Any) -> tuple[int, int] | None:
-    """``"i/n"`` -> (i, n) with 0 <= i < n; None for no sharding."""
-    if spec in (None, "", "None"):
+    """``"i/n"`` -> (i, n) with 0 <= i < n; None for no sharding (``null``). An empty value
+    (``--shard`` with nothing after it) is an error, never "no sharding"."""
+    if spec is None or spec == "None":
         return None
+    if not str(spec).strip():
+        raise BenchmarkError("shard is empty (--shard with no value?); give a slice i/n, e.g. shard=0/4, "
+                             "or leave it out to run the whole grid")
     try:
         i, n = (int(x) for x in str(spec).split("/"))
     except ValueError:
@@ -113,11 +118,15 @@ def resolve_methods(cfg: Any) -> tuple[list[str], dict[str, str]]:
 
 
 def _ratios(cfg: Any) -> list[float | None]:
+    """The forget ratios of the grid ([None] where the scenario has none). Duplicates are an
+    error (``benchmark.schema``), never silently merged."""
     scenario = str(cfg.forget.scenario)
     if scenario in ("random", "subclass") or (scenario == "class" and not cfg.forget.classes):
         ratios = [check_ratio(r) for r in cfg.forget.ratios]
         if not ratios:
             raise BenchmarkError("forget.ratios is empty; give at least one, e.g. forget.ratios=[0.1]")
+        if len(set(ratios)) != len(ratios):
+            raise BenchmarkError(f"forget.ratios={list(ratios)} lists a ratio twice; list each once")
         return ratios
     return [None]
 
@@ -133,7 +142,8 @@ def attack_identity(cfg: Any) -> dict[str, Any] | None:
 def cell_identity(cfg: Any, method: str, ratio: float | None, seed: int, hp: dict[str, Any]) -> dict[str, Any]:
     """Everything that determines a cell's numbers, except the code (see ``benchmark.identity``)."""
     cls, f = METHODS.get(method), cfg.forget
-    data = {k: v for k, v in to_dict(cfg.data).items() if k not in ("root", "download")}
+    # num_classes is a fact about the data (declared for the up-front checks), not a setting
+    data = {k: v for k, v in to_dict(cfg.data).items() if k not in ("root", "download", "num_classes")}
     refs = cfg.get("reference") or {}
     return {
         "protocol_version": PROTOCOL_VERSION,
@@ -151,14 +161,15 @@ def cell_identity(cfg: Any, method: str, ratio: float | None, seed: int, hp: dic
     }
 
 
-def make_plan(cfg: Any, done: dict[str, dict[str, Any]]) -> Plan:
-    """Builds the plan of one composed config.
+def check_plan(cfg: Any) -> tuple[list[str], list[float | None], list[int], tuple[int, int] | None, dict[str, str]]:
+    """Everything the plan rejects, without building cells: the schema (every value,
+    ``benchmark.schema``), the methods and their hyperparameters, the model, the attackers,
+    ratios, seeds and the shard. Loads no data, writes nothing.
 
-    Args:
-        done: config_id -> the newest record of that configuration already in results.jsonl.
+    Returns:
+        (methods, ratios, seeds, shard, methods that refuse the scenario -> why)
     """
-    if cfg.trainer.get("cpu_threads"):
-        torch.set_num_threads(int(cfg.trainer.cpu_threads))
+    check_config(cfg)
     methods, unfit = resolve_methods(cfg)
     hparams.validate(cfg, methods)
     MODELS.get(str(cfg.model))
@@ -168,7 +179,18 @@ def make_plan(cfg: Any, done: dict[str, dict[str, Any]]) -> Plan:
     seeds = [int(s) for s in cfg.seeds]
     if not seeds:
         raise BenchmarkError("seeds is empty; give at least one, e.g. seeds=[0]")
-    shard = parse_shard(cfg.get("shard"))
+    return methods, ratios, seeds, parse_shard(cfg.get("shard")), unfit
+
+
+def make_plan(cfg: Any, done: dict[str, dict[str, Any]]) -> Plan:
+    """Builds the plan of one composed config.
+
+    Args:
+        done: config_id -> the newest record of that configuration already in results.jsonl.
+    """
+    methods, ratios, seeds, shard, unfit = check_plan(cfg)
+    if cfg.trainer.get("cpu_threads"):
+        torch.set_num_threads(int(cfg.trainer.cpu_threads))
     keep = ("ok",) if cfg.get("retry_failed") else ("ok", "failed", "skipped")
     cells, todo, stale = [], [], []
     for m in methods:

@@ -135,10 +135,16 @@ def _base() -> DictConfig:
 
 
 def _prepare_search(cli: DictConfig, extra: dict | None = None) -> None:
+    from benchmark.schema import SCHEMA
+
     base = _base()
     extra = extra or {}
-    config_path = list(cli.get("config_path", extra.get("config_path", base.get("config_path"))) or [])
-    imports = [*list(extra.get("imports") or []), *list(cli.get("imports", base.get("imports")) or [])]
+    raw_path = cli.get("config_path", extra.get("config_path", base.get("config_path")))
+    raw_imports = cli.get("imports", base.get("imports"))
+    SCHEMA["config_path"]("config_path", raw_path)  # lists of names, checked before they are used
+    SCHEMA["imports"]("imports", raw_imports)
+    config_path = list(raw_path or [])
+    imports = [*list(extra.get("imports") or []), *list(raw_imports or [])]
     import_user_modules(imports)
     set_search_path(config_path, imports)
     register_method_variants()

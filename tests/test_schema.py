@@ -67,6 +67,11 @@ CASES = [
     (["logger.mode=sometimes"], "logger.mode=sometimes"),
     (["data.val_fraction=1"], "data.val_fraction=1"),
     (["methods=[finetune,finetune]"], "lists finetune twice"),
+    # found by tests/test_fuzz_config.py (nightly profile)
+    (["config_path=true"], "config_path=true is not a list"),
+    (["imports=true"], "imports=true is not a list"),
+    (["attack.attacker_args=[[0]]"], "a value does not fit its key"),
+    (["imports=[.x]"], "cannot import '.x'"),
 ]
 
 

@@ -20,17 +20,20 @@ schedule, logs, checks the loss is finite, and times the unlearning phase
 from __future__ import annotations
 
 import copy
+import os
 import time
+import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar, NamedTuple
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.utilities import CombinedLoader
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from benchmark.data.transforms import BatchTransform
 from benchmark.registry import Registry
@@ -60,6 +63,11 @@ class UnlearnData:
     scenario: str = "random"
     forget_classes: list[int] | None = None
     seed: int = 0
+    # where loaders gather batches, set by UnlearnModule.setup: the training device, the DDP
+    # rank and world size
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"), repr=False)
+    rank: int = 0
+    world: int = 1
 
     def indices(self, stream: str) -> torch.Tensor:
         if stream == "forget":
@@ -71,28 +79,163 @@ class UnlearnData:
         raise KeyError(f"unknown stream {stream!r}; use 'forget', 'retain' or 'all'")
 
 
-class _Gather(Dataset):
-    """Index dataset whose collate gathers uint8 images from the in-memory tensor."""
+_RESIDENT: dict[tuple[int, str], tuple[Any, torch.Tensor]] = {}  # (id, device) -> (weakref, copy)
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor) -> None:
-        self.images, self.labels, self.idx = images, labels, idx
+
+def resident(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """``t`` on ``device``, copied there once per tensor (the dataset is moved once per run,
+    not once per cell or per batch); on its own device ``t`` itself."""
+    device = torch.device(device)
+    if t.device == device or (device.type == t.device.type and device.index is None):
+        return t
+    key = (id(t), str(device))
+    hit = _RESIDENT.get(key)
+    if hit is not None and hit[0]() is t:
+        return hit[1]
+    for k in [k for k, (ref, _) in _RESIDENT.items() if ref() is None]:  # drop copies of freed tensors
+        del _RESIDENT[k]
+    copy_ = t.to(device)
+    _RESIDENT[key] = (weakref.ref(t), copy_)
+    return copy_
+
+
+def to_device_async(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small host tensor on ``device`` without a host sync: pinned memory, non-blocking copy
+    (a pageable host-to-device copy synchronises the stream)."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+class DeviceTransform:
+    """``BatchTransform`` for batches that live on the training device, without host syncs.
+
+    The same arithmetic and the same random draws (from the same CPU generator, in the same
+    order) as ``BatchTransform.__call__``, so CPU results are bit-identical; on a GPU the
+    normalisation constants are device tensors made once and the crop offsets and flip draws
+    travel through pinned memory without a sync (``BatchTransform`` builds them on the host
+    and copies them synchronously).
+    """
+
+    def __init__(self, tf: BatchTransform, device: torch.device, channels_last: bool = False) -> None:
+        self.tf, self.device, self.channels_last = tf, device, channels_last
+        self.mean = torch.tensor(tf.mean, dtype=torch.float32).view(1, -1, 1, 1).to(device)
+        self.std = torch.tensor(tf.std, dtype=torch.float32).view(1, -1, 1, 1).to(device)
+
+    def __call__(self, x: torch.Tensor, train: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+        x = self.tf.to_unit(x)
+        if train and self.tf.augments:
+            x = self._augment(x, generator)
+        x = (x - self.mean) / self.std
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _augment(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        if x.device.type == "cpu":
+            return self.tf.augment(x, generator)
+        b, _, h, w = x.shape
+        dev = x.device
+        if self.tf.crop_pad > 0:  # BatchTransform.augment, with the offsets copied without a sync
+            p = self.tf.crop_pad
+            padded = F.pad(x, (p, p, p, p))
+            dy = to_device_async(torch.randint(0, 2 * p + 1, (b,), generator=generator), dev)
+            dx = to_device_async(torch.randint(0, 2 * p + 1, (b,), generator=generator), dev)
+            rows = (dy[:, None] + torch.arange(h, device=dev)[None]).view(b, 1, h, 1)
+            cols = (dx[:, None] + torch.arange(w, device=dev)[None]).view(b, 1, 1, w)
+            bi = torch.arange(b, device=dev).view(b, 1, 1, 1)
+            ci = torch.arange(x.shape[1], device=dev).view(1, -1, 1, 1)
+            x = padded[bi, ci, rows, cols]
+        if self.tf.flip:
+            mask = to_device_async(torch.rand(b, generator=generator) < 0.5, dev)
+            x = torch.where(mask.view(b, 1, 1, 1), x.flip(3), x)
+        return x
+
+
+def _draw_base_seed(generator: torch.Generator | None) -> None:
+    # A DataLoader draws a worker base seed from its generator (the global one when it has
+    # none) each time it is iterated; drawing it too keeps every later random number, and
+    # so every result, bit-identical to the DataLoader path this replaced.
+    torch.empty((), dtype=torch.int64).random_(generator=generator)
+
+
+class IndexBatches:
+    """Whole batches of one index set, gathered on the data's device; no per-sample Python.
+
+    Each pass draws like ``DataLoader(RandomSampler(generator=g), batch_size)`` (shuffled)
+    or ``SequentialSampler`` (not): the worker base seed, ``torch.randperm(n, generator=g)``,
+    and the sampler's discarded remainder permutation when the pass is exhausted, so the
+    order and every later draw are those of the DataLoader. The permutation is made on the
+    CPU and copied to the device once per pass; a batch is a slice of it (no host sync).
+
+    Under DDP (``data.world > 1``, set by ``UnlearnModule.setup``) a shuffled loader that
+    ``distributed`` allows gives each rank its shard as Lightning's ``DistributedSampler`` did
+    (seed ``PL_GLOBAL_SEED`` + epoch, padded to a multiple of the world size, strided); the
+    fit loop calls ``loader.sampler.set_epoch(epoch)`` before each epoch, as for that sampler.
+    """
+
+    def __init__(self, data: UnlearnData, idx: torch.Tensor, batch_size: int, shuffle: bool, seed: int,
+                 distributed: bool = True) -> None:
+        self.data, self.idx, self.batch_size, self.shuffle = data, torch.as_tensor(idx, dtype=torch.long), int(
+            batch_size), shuffle
+        self.generator = torch.Generator().manual_seed(seed) if shuffle else None
+        self.distributed = distributed
+        self.epoch = 0
+
+    @property
+    def sampler(self) -> IndexBatches:  # where Lightning looks for ``set_epoch``
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _world(self) -> int:
+        return self.data.world if self.distributed and self.shuffle else 1
+
+    def _n(self) -> int:
+        n, w = len(self.idx), self._world()
+        return -(-n // w) if w > 1 else n
 
     def __len__(self) -> int:
-        return len(self.idx)
+        return -(-self._n() // self.batch_size)
 
-    def __getitem__(self, i: int) -> int:
-        return int(self.idx[i])
+    def __iter__(self) -> Iterator[Batch]:
+        return self._batches()
 
-    def collate(self, items: list[int]) -> Batch:
-        idx = torch.as_tensor(items, dtype=torch.long)
-        return Batch(self.images[idx], self.labels[idx], idx)
+    def _order(self) -> torch.Tensor:
+        n = len(self.idx)
+        if self._world() > 1:
+            g = torch.Generator().manual_seed(int(os.getenv("PL_GLOBAL_SEED", 0)) + self.epoch)
+            perm = torch.randperm(n, generator=g)
+            total = self._n() * self.data.world
+            perm = torch.cat([perm, perm.repeat(-(-total // n))[: total - n]]) if total > n else perm
+            return perm[self.data.rank:total:self.data.world]
+        return torch.randperm(n, generator=self.generator)
+
+    def _batches(self) -> Iterator[Batch]:
+        _draw_base_seed(self.generator)  # at the first batch: Lightning may call iter() to probe
+        n, bs = len(self.idx), self.batch_size
+        if n == 0:
+            return
+        device = self.data.device
+        images, labels = resident(self.data.images, device), resident(self.data.labels, device)
+        order = self.idx[self._order()] if self.shuffle else self.idx
+        order = to_device_async(order, device)
+        count = len(order)
+        sampler_draws = self.shuffle and self._world() == 1
+        for s in range(0, count, bs):
+            if sampler_draws and s + bs > count:  # the sampler ran dry before this partial batch
+                torch.randperm(n, generator=self.generator)
+            idx = order[s:s + bs]
+            yield Batch(images[idx], labels[idx], idx)
+        if sampler_draws and count % bs == 0:  # ... or when asked for one more
+            torch.randperm(n, generator=self.generator)
 
 
-def make_loader(data: UnlearnData, idx: torch.Tensor, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
-    ds = _Gather(data.images, data.labels, idx)
-    gen = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen, collate_fn=ds.collate,
-                      num_workers=0, drop_last=False)
+def make_loader(data: UnlearnData, idx: torch.Tensor, batch_size: int, shuffle: bool, seed: int,
+                distributed: bool = True) -> IndexBatches:
+    """Batches of ``idx`` (shuffled with a generator seeded by ``seed``), see ``IndexBatches``."""
+    return IndexBatches(data, idx, batch_size, shuffle, seed, distributed)
 
 
 class Phased:
@@ -107,12 +250,12 @@ class Phased:
 
     def __init__(self, module: UnlearnModule, schedule: Any) -> None:
         self.module, self.schedule = module, schedule
-        self._loaders: dict[str, DataLoader] = {}
+        self._loaders: dict[str, IndexBatches] = {}
         self._first_len: int | None = None
 
-    def _loader(self, stream: str) -> DataLoader:
+    def _loader(self, stream: str) -> IndexBatches:
         if stream not in self._loaders:
-            self._loaders[stream] = self.module.loader(stream)
+            self._loaders[stream] = self.module.loader(stream, distributed=False)
         return self._loaders[stream]
 
     def _len(self, epoch: int) -> int:
@@ -170,6 +313,10 @@ class UnlearnModule(L.LightningModule):
         self._frozen: set[str] = set()
         self._t0 = 0.0
         self._aug_gen = torch.Generator().manual_seed(data.seed)
+        self._tf: DeviceTransform | None = None
+        self.channels_last = False  # set by build_trainer's FastPath callback (trainer.channels_last)
+        self._nonfinite: torch.Tensor | None = None  # device flag: a non-finite loss since the last check
+        self._checked_step = 0
         if self.one_shot:
             self.automatic_optimization = False
 
@@ -219,19 +366,27 @@ class UnlearnModule(L.LightningModule):
             getattr(self, name).eval()
         return self
 
-    def loader(self, stream: str, shuffle: bool = True, batch_size: int | None = None) -> DataLoader:
-        """A loader over one stream: ``"forget"``, ``"retain"`` or ``"all"`` (= D)."""
+    def loader(self, stream: str, shuffle: bool = True, batch_size: int | None = None,
+               distributed: bool = True) -> IndexBatches:
+        """Batches over one stream: ``"forget"``, ``"retain"`` or ``"all"`` (= D), uint8 images
+        gathered on the training device; ``distributed``: sharded across DDP ranks."""
         offset = {"forget": 1, "retain": 2, "all": 3}[stream]
         return make_loader(self.data, self.data.indices(stream), batch_size or self.hparams.batch_size,
-                           shuffle, seed=self.data.seed * 10 + offset)
+                           shuffle, seed=self.data.seed * 10 + offset, distributed=distributed)
 
     def iterate(self, stream: str, train: bool = False, shuffle: bool = False,
                 batch_size: int | None = None) -> Iterator[Batch]:
         """Batches of a stream on this module's device, transformed; for hooks that
         loop by themselves (saliency masks, Fisher information)."""
-        for b in self.loader(stream, shuffle=shuffle, batch_size=batch_size):
-            b = Batch(*(t.to(self.device) for t in b))
-            yield b._replace(x=self.data.transform(b.x, train=train, generator=self._aug_gen))
+        self.data.device = self.device
+        for b in self.loader(stream, shuffle=shuffle, batch_size=batch_size, distributed=False):
+            yield b._replace(x=self.transform(b.x, train=train))
+
+    def transform(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """uint8 images on this module's device -> network input (augmented when ``train``)."""
+        if self._tf is None or self._tf.device != x.device or self._tf.tf is not self.data.transform:
+            self._tf = DeviceTransform(self.data.transform, x.device, self.channels_last)
+        return self._tf(x, train=train, generator=self._aug_gen)
 
     @property
     def total_epochs(self) -> int:
@@ -248,6 +403,12 @@ class UnlearnModule(L.LightningModule):
         return [p for p in self.net.parameters() if p.requires_grad]
 
     # ---- Lightning plumbing ---------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        strategy = self.trainer.strategy
+        self.data.device = strategy.root_device
+        self.data.rank, self.data.world = int(self.trainer.global_rank), int(self.trainer.world_size)
+        self._tf = None
+
     def train_dataloader(self) -> Any:
         if self.one_shot:  # a single placeholder step; the work happens in unlearn_once
             return DataLoader([0], batch_size=1)
@@ -256,6 +417,11 @@ class UnlearnModule(L.LightningModule):
         loaders = {s: self.loader(s) for s in self.streams}
         return CombinedLoader(loaders, mode="max_size_cycle")
 
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        if isinstance(batch, dict):  # the streams' batches were gathered on the device already
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if isinstance(batch, dict):
             return {k: self._prepare(v) for k, v in batch.items()}
@@ -263,7 +429,7 @@ class UnlearnModule(L.LightningModule):
 
     def _prepare(self, b: Any) -> Any:
         if isinstance(b, Batch) and b.x.dtype == torch.uint8:
-            return b._replace(x=self.data.transform(b.x, train=True, generator=self._aug_gen))
+            return b._replace(x=self.transform(b.x, train=True))
         return b
 
     def configure_optimizers(self) -> Any:
@@ -305,6 +471,7 @@ class UnlearnModule(L.LightningModule):
         self._sync()
         self.unlearn_seconds = time.perf_counter() - self._t0
         self._t0 = 0.0
+        self.check_finite()
         # callback_metrics travel back from ddp_spawn workers; module attributes do not
         self.trainer.callback_metrics["time/unlearn_s"] = torch.tensor(self.unlearn_seconds)
 
@@ -315,14 +482,24 @@ class UnlearnModule(L.LightningModule):
             return None
         out = self.unlearn_step(batch)
         loss = out["loss"]
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.global_step}; "
-                                     "lower the learning rate")
+        # no host sync per step: a device flag collects non-finite losses and is read on the
+        # logging steps and at the end (a bad step fails the fit with the range it lies in)
+        bad = ~torch.isfinite(loss.detach())
+        self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
         # logging costs ~1.5 ms a call: log every log_every_n_steps steps (and the first)
         if self.logs_this_step():
+            self.check_finite()
             self.log_dict({f"unlearn/{k}": v.detach() if torch.is_tensor(v) else float(v) for k, v in out.items()},
                           on_step=True, on_epoch=False, batch_size=self._batch_size(batch))
         return loss
+
+    def check_finite(self) -> None:
+        """Raises ``FloatingPointError`` if a loss since the last check was not finite (one
+        host read of the device flag)."""
+        flag, first, last = self._nonfinite, self._checked_step, int(self.global_step)
+        self._nonfinite, self._checked_step = None, last + 1
+        if flag is not None and bool(flag):
+            raise FloatingPointError(f"non-finite loss at a step in {first}..{last}; lower the learning rate")
 
     def _batch_size(self, batch: Any) -> int:
         if isinstance(batch, dict):

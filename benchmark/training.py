@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sys
+import time
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
 
 import lightning as L
 import torch
@@ -60,6 +62,110 @@ class SpawnDDPStrategy(DDPStrategy):
             torch.distributed.destroy_process_group()
 
 
+def _fmt_s(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class ProgressLine:
+    """One terminal line, ``[label] 120/400 steps  ETA 12 s``, redrawn at most four times a
+    second once the phase has run ``after_s`` seconds (short phases stay silent), erased at
+    the end; silent when the stream is not a terminal (logs, pytest, CI).
+    """
+
+    def __init__(self, label: str, stream: TextIO | None = None, after_s: float = 2.0) -> None:
+        self.label, self.stream, self.after_s = label, stream or sys.stdout, after_s
+        isatty = getattr(self.stream, "isatty", None)
+        self.enabled = bool(isatty and isatty())
+        self.t0 = time.perf_counter()
+        self._last, self._width = 0.0, 0
+
+    def update(self, done: int, total: int) -> None:
+        if not self.enabled or done <= 0:
+            return
+        now = time.perf_counter()
+        elapsed = now - self.t0
+        if elapsed < self.after_s or now - self._last < 0.25:
+            return
+        self._last = now
+        text = f"[{self.label}] {done}/{total} steps  ETA {_fmt_s(elapsed / done * max(0, total - done))}"
+        self.stream.write("\r" + text.ljust(self._width))
+        self.stream.flush()
+        self._width = len(text)
+
+    def close(self) -> None:
+        if self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+            self._width = 0
+
+
+class ProgressETA(L.Callback):
+    """A ``ProgressLine`` for a fit (reference training, unlearning): batches done of all
+    epochs, with an ETA, on rank 0, only on a terminal."""
+
+    def __init__(self, label: str | None = None) -> None:
+        self.label, self.line, self.total, self.done = label, None, 0, 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self.line = ProgressLine(self.label or type(pl_module).__name__)
+            self.total, self.done = int(trainer.num_training_batches) * int(trainer.max_epochs or 1), 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if self.line is not None:
+            self.done += 1
+            self.line.update(self.done, self.total)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.line is not None:
+            self.line.close()
+            self.line = None
+
+
+class FastPath(L.Callback):
+    """``trainer.channels_last`` and ``trainer.compile`` for the unlearning phase.
+
+    channels_last: the network's 4-D weights and the input batches in NHWC (faster
+    convolutions on tensor-core GPUs); the same values, so only rounding differs.
+    compile: ``torch.compile`` of the network's forward (``nn.Module.compile``, state-dict keys
+    unchanged), opt-in: the first steps pay the compilation. Both are undone when training
+    ends, so the attack and the evaluation see a plain network.
+    """
+
+    def __init__(self, channels_last: bool = False, compile: bool = False) -> None:
+        self.channels_last, self.compile = channels_last, compile
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.channels_last:
+            pl_module.net.to(memory_format=torch.channels_last)
+            pl_module.channels_last = True
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.compile:
+            pl_module.net.compile()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.compile:
+            pl_module.net._compiled_call_impl = None  # noqa: SLF001 - nn.Module.compile has no public undo
+        if self.channels_last:
+            pl_module.net.to(memory_format=torch.contiguous_format)
+            pl_module.channels_last = False
+
+
+def _flag(tc: dict[str, Any], key: str) -> bool:
+    value = tc.get(key, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ValueError(f"trainer.{key}={value!r} is not true or false; use e.g. trainer.{key}=true")
+    return value
+
+
 def build_trainer(trainer_cfg: Any, max_epochs: int, callbacks: Sequence[L.Callback] = (),
                   logger: Logger | None = None) -> L.Trainer:
     """A quiet trainer: no checkpoints, no progress bar, no validation loop.
@@ -70,8 +176,14 @@ def build_trainer(trainer_cfg: Any, max_epochs: int, callbacks: Sequence[L.Callb
     every loader (DistributedSampler), so the effective batch is devices x batch_size. The
     workers destroy their process group before they exit (``SpawnDDPStrategy``). ``logger``
     (default: none) is a Lightning logger; under ``ddp_spawn`` it travels to the workers.
+    ``trainer.channels_last`` / ``trainer.compile`` add ``FastPath``; a ``ProgressETA`` line
+    shows on a terminal.
     """
     tc = dict(trainer_cfg or {})
+    callbacks = [*callbacks, ProgressETA()]
+    channels_last, compile_ = _flag(tc, "channels_last"), _flag(tc, "compile")
+    if channels_last or compile_:
+        callbacks.insert(0, FastPath(channels_last, compile_))
     strategy = tc.get("strategy", "auto")
     if strategy == "auto" and world_size(tc) > 1:
         strategy = "ddp_spawn"

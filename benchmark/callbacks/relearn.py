@@ -10,6 +10,12 @@ never changed (the attack works on a copy; a test compares the weights bit for b
 and it attacks the unlearned network at ``on_fit_end``, after the method's own
 ``on_train_end`` (so the attack never counts as unlearning time). Rows without a
 fit (the original, the oracle) call ``RelearnAttack.run`` directly.
+
+Speed: the relearn set and D_f live on the attack's device (copied once per target), a
+batch is a slice of a per-pass permutation copied there without a host sync, D_f is
+normalised once per attack and evaluated in no-grad batches whose sums stay on the device
+until the one read per evaluated step. ``stop_after_tail=K`` stops an attacker K steps
+after its forget loss first reached L* (T is unchanged; the curve is marked truncated).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data.transforms import BatchTransform
+from benchmark.module import DeviceTransform, resident, to_device_async
 from benchmark.registry import Registry
 
 ATTACKERS: Registry = Registry("attacker")
@@ -66,6 +73,7 @@ class Curve:
     weight_dist: list[float] = field(default_factory=list)  # ||theta_t - theta_o|| / ||theta_o||
     max_steps: int = 0
     seconds: float = 0.0
+    truncated: bool = False  # stopped early (``stop_after_tail``): steps after the last are not measured
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,6 +122,31 @@ def _flat(state: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.cat([v.detach().float().reshape(-1).cpu() for v in state.values()])
 
 
+class _ForgetEval:
+    """Mean CE and accuracy on all of D_f, on the device: the evaluation transform is applied
+    once (it is deterministic), batches of ``batch_size`` (the numerics of ``_evaluate``), sums
+    accumulated on the device in float64 and read once per call."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, tf: BatchTransform, device: torch.device,
+                 batch_size: int = 1024) -> None:
+        dtf = DeviceTransform(tf, device)
+        x, self.y = resident(x, device), resident(y, device)
+        self.x = [dtf(x[s:s + batch_size], train=False) for s in range(0, len(x), batch_size)]
+        self.batch_size, self.n = batch_size, len(y)
+
+    @torch.no_grad()
+    def __call__(self, net: nn.Module) -> torch.Tensor:
+        """[loss_sum, correct] as float64 on the device."""
+        net.eval()
+        total = torch.zeros(2, dtype=torch.float64, device=self.y.device)
+        for i, xb in enumerate(self.x):
+            yb = self.y[i * self.batch_size:(i + 1) * self.batch_size]
+            out = net(xb).float()
+            total[0] += F.cross_entropy(out, yb, reduction="sum").double()
+            total[1] += (out.argmax(1) == yb).sum()
+        return total
+
+
 @torch.no_grad()
 def _evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, tf: BatchTransform, device: torch.device,
               batch_size: int = 1024) -> tuple[float, float]:
@@ -160,47 +193,68 @@ def relearning_levels(original: nn.Module, oracle: nn.Module, forget_x: torch.Te
 
 
 def relearn(net: nn.Module, target: RelearnTarget, attacker: str, attacker_cfg: dict[str, Any], max_steps: int,
-            eval_every: int, seed: int, device: torch.device, original_state: dict[str, torch.Tensor]) -> Curve:
+            eval_every: int, seed: int, device: torch.device, original_state: dict[str, torch.Tensor],
+            target_loss: float | None = None, stop_after_tail: int | None = None,
+            progress: Callable[[int, int], None] | None = None) -> Curve:
     """Fine-tunes a deep copy of ``net`` on the relearn set; ``net`` itself is not touched.
 
     Args:
         original_state: theta_o's trainable parameters (name -> tensor), for the weight distance.
+        target_loss: L*; with ``stop_after_tail`` the attack stops ``stop_after_tail`` steps after
+            the first evaluated step with forget loss <= L* (that step, T, is unchanged) and the
+            curve is marked ``truncated``. None (either): the whole budget.
+        progress: called with (step, max_steps) after each step.
     """
     model = copy.deepcopy(net).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     names = [n for n, p in model.named_parameters() if p.requires_grad]
-    theta_o = _flat({n: original_state[n] for n in names})
+    theta_o = _flat({n: original_state[n] for n in names}).to(device)
     norm_o = float(theta_o.norm()) or 1.0
     opt = ATTACKERS.get(attacker)(params, **attacker_cfg)
     gen = torch.Generator().manual_seed(int(seed))
     bs = int(attacker_cfg.get("batch_size", 128))
     curve = Curve(max_steps=max_steps)
     t0 = time.perf_counter()
+    forget_eval = _ForgetEval(target.eval_x, target.eval_y, target.transform, device)
+    train_x, train_y = resident(target.train_x, device), resident(target.train_y, device)
+    tf = DeviceTransform(target.transform, device)
+    stop_at = max_steps
 
     def record(step: int) -> None:
-        loss, acc = _evaluate(model, target.eval_x, target.eval_y, target.transform, device)
-        dist = float((_flat(dict(zip(names, params, strict=True))) - theta_o).norm()) / norm_o
+        nonlocal stop_at
+        flat = torch.cat([p.detach().float().reshape(-1) for p in params])
+        sums = forget_eval(model)
+        # one host read per evaluated step: loss sum, correct count, weight distance
+        loss_sum, correct, dist = torch.cat([sums, (flat - theta_o).norm().double().view(1)]).tolist()
+        m = max(1, forget_eval.n)
         curve.steps.append(step)
-        curve.loss.append(loss)
-        curve.acc.append(acc)
-        curve.weight_dist.append(dist)
+        curve.loss.append(loss_sum / m)
+        curve.acc.append(100.0 * int(correct) / m)
+        curve.weight_dist.append(dist / norm_o)
+        if stop_after_tail is not None and target_loss is not None and stop_at == max_steps \
+                and curve.loss[-1] <= target_loss:
+            stop_at = min(max_steps, step + int(stop_after_tail))
+        model.train()
 
     record(0)
     step = 0
-    n = len(target.train_y)
-    while step < max_steps:
-        for idx in torch.randperm(n, generator=gen).split(bs):
-            model.train()
-            x = target.transform(target.train_x[idx].to(device), train=True, generator=gen)
-            loss = F.cross_entropy(model(x), target.train_y[idx].to(device))
+    n = len(train_y)
+    while step < stop_at:
+        order = to_device_async(torch.randperm(n, generator=gen), device)
+        for idx in order.split(bs):
+            x = tf(train_x[idx], train=True, generator=gen)
+            loss = F.cross_entropy(model(x), train_y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             step += 1
-            if step % eval_every == 0 or step == max_steps:
+            if step % eval_every == 0 or step == stop_at:
                 record(step)
-            if step >= max_steps:
+            if progress is not None:
+                progress(step, stop_at)
+            if step >= stop_at:
                 break
+    curve.truncated = stop_at < max_steps
     curve.seconds = time.perf_counter() - t0
     return curve
 
@@ -233,15 +287,23 @@ class RelearnAttack(L.Callback):
         seed: the attack's own seed (shuffling and augmentation).
         original_state: theta_o's trainable parameters, for the weight-space trajectory.
         device: where the attack runs; default: the module's device.
+        target_loss: L*, needed only by ``stop_after_tail``.
+        stop_after_tail: ``attack.stop_after_tail``: stop an attacker this many steps after its
+            forget loss first reached L* (T unchanged, the curve marked truncated); None = the
+            whole budget (the default: full curves).
     """
 
     def __init__(self, target: RelearnTarget, attackers: dict[str, dict[str, Any]], max_steps: int,
                  eval_every: int, seed: int, original_state: dict[str, torch.Tensor],
-                 device: torch.device | None = None) -> None:
+                 device: torch.device | None = None, target_loss: float | None = None,
+                 stop_after_tail: int | None = None) -> None:
         super().__init__()
+        if stop_after_tail is not None and (int(stop_after_tail) < 0 or target_loss is None):
+            raise ValueError(f"stop_after_tail={stop_after_tail} needs a number of steps >= 0 and target_loss (L*)")
         self.target, self.attackers = target, attackers
         self.max_steps, self.eval_every, self.seed = int(max_steps), int(eval_every), int(seed)
         self.original_state, self.device = original_state, device
+        self.target_loss, self.stop_after_tail = target_loss, stop_after_tail
         self.curves: dict[str, Curve] = {}
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -249,9 +311,17 @@ class RelearnAttack(L.Callback):
             self.run(pl_module.net, self.device or pl_module.device)
 
     def run(self, net: nn.Module, device: torch.device | None = None,
-            progress: Callable[[str], None] | None = None) -> dict[str, Curve]:
+            progress: Callable[[int, int], None] | None = None) -> dict[str, Curve]:
+        """Attacks a copy of ``net`` with each attacker; ``progress(step, steps)`` defaults to a
+        terminal line with an ETA (silent when stdout is not a terminal)."""
+        from benchmark.training import ProgressLine
+
         device = device or torch.device("cpu")
-        self.curves = {name: relearn(net, self.target, name, dict(cfg), self.max_steps, self.eval_every,
-                                     self.seed, device, self.original_state)
-                       for name, cfg in self.attackers.items()}
+        self.curves = {}
+        for name, cfg in self.attackers.items():
+            line = ProgressLine(f"attack {name}")
+            self.curves[name] = relearn(net, self.target, name, dict(cfg), self.max_steps, self.eval_every,
+                                        self.seed, device, self.original_state, self.target_loss,
+                                        self.stop_after_tail, progress or line.update)
+            line.close()
         return self.curves

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.data import ImageData, load_dataset
+from benchmark.estimate import print_estimate
 from benchmark.io import received_signal, signals_held
 from benchmark.report import print_table, write_summary
 from benchmark.results import check_writable, read_records, row_label
@@ -66,6 +67,7 @@ class Runner:
         print(f"[bench] {cfg.dataset}/{cfg.forget.scenario}:{shard} {len(plan.cells)} cells "
               f"({len(plan.cells) - len(plan.todo)} done already{stale}), methods: {', '.join(plan.methods)}",
               flush=True)
+        print_estimate(cfg, plan, self.ds, self.device)
         sinks = [ResultsSink(self.out), WandbSink(cfg), Progress(len(plan.todo))]
         groups: dict[tuple, Group] = {}
         for ratio, seed in plan.groups():

@@ -1,5 +1,5 @@
 """Every bad config value: exit status 2, one line on stderr, before any data loads or any
-file is written (benchmark/schema.py). Each case gave a traceback, ran work first, or was
+file is written (benchmark/schema/). Each case gave a traceback, ran work first, or was
 silently reinterpreted before the schema."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import benchmark.schema.rules  # noqa: F401  (schema.rules.os is patched below)
 from benchmark import schema
 from benchmark.cli import main
 from benchmark.config import compose_grid
@@ -105,7 +106,7 @@ def test_cache_dir_read_only(capsys, tmp_path, monkeypatch):
     ro = tmp_path / "ro"
     ro.mkdir()
     real = os.access
-    monkeypatch.setattr(schema.os, "access", lambda p, mode: False if Path(p) == ro else real(p, mode))
+    monkeypatch.setattr(schema.rules.os, "access", lambda p, mode: False if Path(p) == ro else real(p, mode))
     assert "not writable" in _run(capsys, tmp_path, [f"cache_dir={ro}/c"])
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from benchmark.data import ImageData, load_dataset
 from benchmark.estimate import print_estimate
+from benchmark.schema import check_loaded
 from benchmark.io import received_signal, signals_held
 from benchmark.report import print_table, write_summary
 from benchmark.results import check_writable, read_records, row_label
@@ -50,6 +51,7 @@ class Runner:
         self.plan: Plan = make_plan(cfg, done)
         self.device = eval_device(cfg.trainer)
         self.ds: ImageData = self._load_data()
+        check_loaded(cfg, self.ds.num_classes)  # what only the data can tell (imagefolder), before any training
         self.finished = 0  # cells written by this run (what an interruption reports)
         self.in_flight = None  # the cell being run, if any
 

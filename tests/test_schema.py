@@ -165,3 +165,22 @@ def test_every_shipped_sweep_and_preset_passes_the_schema(tmp_path):
     for sweep in ("digits", "cifar10", "cifar10_cpu"):
         assert compose_grid([*base, f"sweep={sweep}"])
     assert compose_grid([*base, "preset=cifar10_cpu"])
+
+
+def test_classes_of_a_folder_dataset_are_checked_once_loaded_before_training(tmp_path, capsys):
+    """imagefolder declares no num_classes: forget.classes is checked right after loading."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "folder"
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(6):
+                Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(root / split / c / f"{i}.png")
+    code = main(["run", "dataset=imagefolder", f"data.root={root}", "model=digits_mlp", "forget.scenario=class",
+                 "forget.classes=[5]", "methods=[original]", "logger=none", "trainer.accelerator=cpu",
+                 f"output_dir={tmp_path}/out", f"cache_dir={tmp_path}/cache"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "forget.classes" in err and "0..1" in err
+    assert not (tmp_path / "cache" / "models").exists()

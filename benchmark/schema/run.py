@@ -147,6 +147,19 @@ def num_classes(cfg: Any) -> int | None:
     return int(n) if _is_int(n) else None
 
 
+def check_loaded(cfg: Any, loaded_classes: int) -> None:
+    """The checks only the loaded data can settle: a declared ``data.num_classes`` matches, and
+    the forgotten classes exist (``imagefolder`` declares none up front)."""
+    declared = num_classes(cfg)
+    if declared is not None and declared != loaded_classes:
+        fail("data.num_classes", declared, f"does not match the data, which has {loaded_classes} classes",
+             f"set data.num_classes={loaded_classes}")
+    for c in cfg.forget.classes or []:
+        if not 0 <= int(c) < loaded_classes:
+            fail("forget.classes", _plain(cfg.forget.classes), f"holds {c}, but the data has classes "
+                 f"0..{loaded_classes - 1}", f"use classes in 0..{loaded_classes - 1}")
+
+
 def train_size(cfg: Any) -> int | None:
     """|D| (the training set minus D_val) when the config fixes it (``data.train_subset``)."""
     n = cfg.data.get("train_subset")

@@ -57,10 +57,12 @@ class AttackPlan:
     seed: int
     original_state: dict[str, torch.Tensor]
     key: str  # hash of everything that determines an attack's curve besides the model
+    stop_after_tail: int | None = None  # attack.stop_after_tail: truncate curves K steps after T
 
     def callback(self) -> RelearnAttack:
         return RelearnAttack(self.target, self.attackers, self.max_steps, self.eval_every, self.seed,
-                             self.original_state)
+                             self.original_state, target_loss=self.levels.target_loss,
+                             stop_after_tail=self.stop_after_tail)
 
     def cached_run(self, path: Path, net: torch.nn.Module, device: torch.device,
                    ref_key: str | None = None) -> dict[str, Curve]:
@@ -217,7 +219,7 @@ def attack_plan(cfg: Any, ds: ImageData, g: Group) -> AttackPlan:
     key = digest({"attack": to_dict(a), "attackers": attackers, "split": split.sha256, "seed": g.seed,
                   "transform": str(g.transform)}, 64)[:16]
     return AttackPlan(target, levels, attackers, max_steps, every, g.seed + int(a.seed),
-                      trainable_state(g.original.net), key)
+                      trainable_state(g.original.net), key, stop_after_tail=a.get("stop_after_tail"))
 
 
 def forget_fixed_across_seeds(cfg: Any) -> bool:

@@ -192,8 +192,15 @@ def test_unreadable_checkpoints_fail_in_one_line(tmp_path, digits, obj, match):
 
 
 def test_missing_checkpoint_file_names_the_key(tmp_path, digits):
-    cfg = _brought_cfg(tmp_path, "oracle", tmp_path / "nope.pt")
+    # the schema refuses it when the config is composed, before any data loads
+    with pytest.raises(BenchmarkError, match=r"reference\.oracle=.* does not exist"):
+        _brought_cfg(tmp_path, "oracle", tmp_path / "nope.pt")
+    # and the reference stage itself still names it, should the file vanish after composition
+    path = tmp_path / "gone.pt"
+    path.write_bytes(b"x")
+    cfg = _brought_cfg(tmp_path, "oracle", path)
+    path.unlink()
     split, tf = _setup(cfg, digits)
-    with pytest.raises(BenchmarkError, match=r"reference\.oracle=.*nope\.pt: no such file"):
+    with pytest.raises(BenchmarkError, match=r"reference\.oracle=.*gone\.pt: no such file"):
         get_reference("oracle", cfg, digits, split, tf, 0)
 

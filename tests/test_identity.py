@@ -281,3 +281,30 @@ def test_a_sweep_file_outside_the_repo_carries_imports_and_method_args(tmp_path,
     assert code == 0, err
     (rec,) = records(tmp_path)
     assert rec["hparams"]["beta"] == 0.2 and rec["variant"] == "beta=0.2"
+
+
+def test_everything_that_changes_a_number_changes_the_cell_id(tmp_path):
+    """attack.*, eval.*, the trainer settings that change weights and the CONTENTS of an indices
+    file are in the identity: a finished directory never answers "done already" for them."""
+    import numpy as np
+
+    from benchmark.stages.plan import make_plan
+
+    idx = tmp_path / "forget.npy"
+    np.save(idx, np.arange(0, 60, 3))
+    base = ["methods=[finetune]", "forget.scenario=indices", f"forget.indices_file={idx}"]
+
+    def config_id(*extra: str) -> str:
+        (cell,) = make_plan(compose(tiny_overrides(tmp_path, *base, *extra)), {}).cells
+        return cell.keys["config_id"]
+
+    first = config_id()
+    assert config_id() == first  # deterministic
+    changed = {o: config_id(o) for o in ("attack.epochs=3", "attack.delta=0.1", "attack.attacker_args.sgd.lr=0.05",
+                                          "eval.batch_size=256", "eval.mia_shadow_max=100",
+                                          "trainer.precision=bf16-mixed", "trainer.devices=2")}
+    assert all(v != first for v in changed.values()), changed
+    np.save(idx, np.arange(1, 61, 3))  # the same path, other contents
+    assert config_id() != first
+    # where things live is not identity
+    assert config_id(f"output_dir={tmp_path}/elsewhere") == config_id()

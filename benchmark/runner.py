@@ -20,10 +20,10 @@ from typing import Any
 
 from benchmark.data import ImageData, load_dataset
 from benchmark.estimate import print_estimate
-from benchmark.schema import check_loaded
 from benchmark.io import received_signal, signals_held
 from benchmark.report import print_table, write_summary
 from benchmark.results import check_writable, read_records, row_label
+from benchmark.schema import check_loaded
 from benchmark.stages.cell import run_cell
 from benchmark.stages.plan import Plan, make_plan
 from benchmark.stages.references import (

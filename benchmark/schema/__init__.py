@@ -14,7 +14,14 @@ base-class knobs have their common ranges.
 
 from benchmark.schema.methods import check_method_values, check_value
 from benchmark.schema.rules import Invalid, check_dir_writable, fail
-from benchmark.schema.run import SCHEMA, check_config, check_loaded, check_run, check_sweep, num_classes
+from benchmark.schema.run import (
+           SCHEMA,
+           check_config,
+           check_loaded,
+           check_run,
+           check_sweep,
+           num_classes,
+)
 
 __all__ = ["SCHEMA", "Invalid", "check_config", "check_loaded", "check_dir_writable", "check_method_values", "check_run",
            "check_sweep", "check_value", "fail", "num_classes"]

@@ -297,6 +297,7 @@ class UnlearnModule(L.LightningModule):
     scenarios: ClassVar[tuple[str, ...] | None] = None  # forget scenarios it supports (None = all)
     one_shot: ClassVar[bool] = False
     uses_recipe: ClassVar[bool] = False  # retrain: epochs/lr/... come from the dataset's recipe
+    sanity: ClassVar[bool] = False  # a cheat of the sanity battery: never part of methods=all
 
     def __init__(self, net: nn.Module, data: UnlearnData, *, epochs: int = 10, lr: float = 0.01,
                  optimizer: str = "sgd", momentum: float = 0.9, weight_decay: float = 5e-4,

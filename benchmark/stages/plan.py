@@ -99,9 +99,13 @@ def in_shard(shard: tuple[int, int] | None, *group: Any) -> bool:
 
 def resolve_methods(cfg: Any) -> tuple[list[str], dict[str, str]]:
     """The methods to run, reference rows first, and the explicitly listed ones that do not
-    support the scenario (-> skipped, with the reason). ``all`` means all that support it."""
+    support the scenario (-> skipped, with the reason). ``all`` means all that support it,
+    except the sanity battery's cheats (``sanity = True``), which run only when listed."""
     spec = cfg.methods
-    names = METHODS.names() if spec in ("all", None) else [str(m) for m in spec]
+    if spec in ("all", None):
+        names = [m for m in METHODS.names() if not METHODS.get(m).sanity]
+    else:
+        names = [str(m) for m in spec]
     if not names:
         raise BenchmarkError("methods is empty; name at least one, e.g. methods=[finetune]")
     for n in names:

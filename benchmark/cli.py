@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
 
             if len(ns.args) != 1:
                 raise BenchmarkError("say which output directory to report on: python -m benchmark report outputs/digits")
-            for path in write_leaderboard(ns.args[0]):
+            target = ns.args[0].removeprefix("output_dir=")  # the run's spelling works too
+            for path in write_leaderboard(target):
                 print(path)
             return 0
         if ns.command == "list":

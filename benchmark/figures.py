@@ -1,6 +1,7 @@
 """PNG figures from stored results (matplotlib Agg): relearning curves of all methods of a
 cell overlaid (drawn by the runner), and the leaderboard's figures: Avg Gap bars with 95%
-intervals, RA vs RCD, and relearning curves over seeds."""
+intervals, RA vs RCD, relearning curves over seeds, and forgetting quality with the
+per-example epsilons (when a population was evaluated)."""
 
 from __future__ import annotations
 
@@ -8,22 +9,38 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from benchmark.results import load_curves  # noqa: E402
+from benchmark.results import load_curves, load_population  # noqa: E402
+
+
+def _runs(x: Any) -> list[dict[str, Any]]:
+    """An attacker's curves as a list of dicts (one per attack repeat), from ``Curve`` objects or a stored
+    file (protocol 1.0 files hold one curve per attacker)."""
+    items = x if isinstance(x, list) else [x]
+    out = [c.to_dict() if hasattr(c, "to_dict") else c for c in items]
+    return [c for c in out if isinstance(c, dict) and c.get("steps") and len(c["steps"]) == len(c.get("acc") or [])]
+
+
+def _mean_acc(runs: list[dict[str, Any]]) -> tuple[list[int], list[float]] | None:
+    """The mean forget-accuracy curve over runs that share their evaluated steps (None otherwise)."""
+    if not runs or any(r["steps"] != runs[0]["steps"] for r in runs):
+        return None
+    return runs[0]["steps"], [sum(v) / len(v) for v in zip(*(r["acc"] for r in runs), strict=True)]
 
 
 def plot_relearn_group(rows: list[tuple[str, str, dict[str, Any]]], levels: dict[str, float], title: str,
                        path: str | Path) -> Path | None:
-    """One panel per attacker: forget loss vs attack step for every method of one
-    (dataset, scenario, ratio, seed), log-scale loss, with the target level L* and the
-    oracle's level L_r marked.
+    """One panel per attacker: forget accuracy vs attack step for every method of one
+    (dataset, scenario, ratio, seed), the mean over attack repeats, with the headline target
+    A* and the oracle's level A_r marked.
 
     Args:
-        rows: (label, method, {attacker: Curve}) per model, in memory (the runner's cell results).
-        levels: ``{"L_star", "L_r", ...}`` of the group.
+        rows: (label, method, {attacker: [Curve per repeat]}) per model, in memory (the runner's cell results).
+        levels: ``{"A_star", "A_r", ...}`` of the group.
     """
     rows = [(label, m, c) for label, m, c in rows if c]
     if not rows:
@@ -32,25 +49,23 @@ def plot_relearn_group(rows: list[tuple[str, str, dict[str, Any]]], levels: dict
     fig, axes = plt.subplots(1, len(attackers), figsize=(6 * len(attackers), 4.2), squeeze=False)
     for ax, att in zip(axes[0], attackers, strict=True):
         for label, method, curves in rows:
-            cur = curves.get(att)
-            if cur is not None:
+            mean = _mean_acc(_runs(curves.get(att) or []))
+            if mean is not None:
                 style = {"original": "k--", "retrain": "k-"}.get(method, "-")
-                ax.plot(cur.steps, [max(v, 1e-6) for v in cur.loss], style, label=label,
-                        lw=2 if method in ("original", "retrain") else 1.3)
-        ax.axhline(levels["L_star"], color="tab:red", ls=":", lw=1.5, label="target L*")
-        ax.axhline(levels["L_r"], color="grey", ls=":", lw=1, label="oracle level L_r")
-        ax.set_yscale("log")
+                ax.plot(*mean, style, label=label, lw=2 if method in ("original", "retrain") else 1.3)
+        ax.axhline(levels["A_star"], color="tab:red", ls=":", lw=1.5, label="target A*")
+        ax.axhline(levels["A_r"], color="grey", ls=":", lw=1, label="oracle level A_r")
         ax.set_xlabel(f"{att} attack step")
-        ax.set_ylabel("forget loss (mean CE on D_f)")
+        ax.set_ylabel("forget accuracy on D_f (%), mean over repeats")
         ax.set_title(f"relearning attack: {att}")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="upper right", ncol=2)
+    axes[0][-1].legend(fontsize=7, loc="lower right", ncol=2)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 
 
 # ---------------------------------------------------------------------------- leaderboard figures
-# rows: (label, method, {metric key: summary}, censored {attacker: (k, n, oracle_censored)})
+# rows: (label, method, {metric key: summary}, censored {RCD key: (k, n, oracle_censored)})
 Row = tuple[str, str, dict[str, dict[str, Any]], dict[str, tuple[int, int, bool]]]
 _FIXED = {"retrain": "black", "original": "0.55"}
 _ATTACKER_ORDER = ("sgd", "adam")  # the attacker the paper's theory covers first
@@ -117,11 +132,11 @@ def plot_avg_gap_bars(rows: list[Row], path: str | Path, title: str = "",
 
 def plot_ra_vs_rcd(rows: list[Row], path: str | Path, title: str = "", attacker: str = "sgd",
                    colors: dict[str, Any] | None = None) -> Path | None:
-    """One point per method: retain accuracy (y) vs RCD of ``attacker`` (x), both with 95%
+    """One point per method: retain accuracy (y) vs the headline RCD_acc of ``attacker`` (x), both with 95%
     interval error bars; a censored RCD (a lower bound) is drawn as a right-pointing
     triangle. None where no row has both values."""
-    key = f"relearn/{attacker}/rcd"
-    pts = [(label, method, summ[key], summ["eval/ra"], cens.get(attacker, (0, 0, False))[0] > 0)
+    key = f"relearn/{attacker}/rcd_acc"
+    pts = [(label, method, summ[key], summ["eval/ra"], cens.get(key, (0, 0, False))[0] > 0)
            for label, method, summ, cens in rows
            if _mean(summ.get(key)) is not None and _mean(summ.get("eval/ra")) is not None]
     if not pts:
@@ -150,9 +165,9 @@ def plot_ra_vs_rcd(rows: list[Row], path: str | Path, title: str = "", attacker:
 
 def plot_relearn_seeds(output_dir: str | Path, rows: list[tuple[str, str, list[dict[str, Any]]]],
                        path: str | Path, title: str = "", colors: dict[str, Any] | None = None) -> Path | None:
-    """One panel per attacker: forget loss vs attack step per method, every seed faint and
-    the mean over seeds bold (where the seeds share their evaluation steps), with the
-    target level L* (mean over seeds) marked. Cells without a stored curve file are left
+    """One panel per attacker: forget accuracy vs attack step per method, every seed's and
+    repeat's curve faint and the mean bold (where they share their evaluation steps), with the
+    headline target A* (mean over seeds) marked. Cells without a stored curve file are left
     out. None where no curve is stored."""
     stored: list[tuple[str, str, dict[str, Any]]] = []
     for label, method, cells in rows:
@@ -167,30 +182,88 @@ def plot_relearn_seeds(output_dir: str | Path, rows: list[tuple[str, str, list[d
     order = list(dict.fromkeys(label for label, _, _ in stored))
     methods = {label: m for label, m, _ in rows}
     colors = colors or method_colors([r[0] for r in rows], [r[1] for r in rows])
-    l_star = [c["levels"]["L_star"] for _, _, c in stored if isinstance(c.get("levels"), dict)
-              and isinstance(c["levels"].get("L_star"), (int, float))]
+    a_star = [c["levels"]["A_star"] for _, _, c in stored if isinstance(c.get("levels"), dict)
+              and isinstance(c["levels"].get("A_star"), (int, float))]
     fig, axes = plt.subplots(1, len(attackers), figsize=(5.6 * len(attackers), 4.2), squeeze=False)
     for ax, att in zip(axes[0], attackers, strict=True):
         for label in order:
-            curves = [c["curves"][att] for lab, _, c in stored if lab == label and c["curves"].get(att)]
-            curves = [cu for cu in curves if cu.get("steps") and len(cu["steps"]) == len(cu.get("loss") or [])]
-            for cu in curves:
-                ax.plot(cu["steps"], [max(v, 1e-6) for v in cu["loss"]], color=colors[label], alpha=0.25, lw=0.9)
-            if curves and all(cu["steps"] == curves[0]["steps"] for cu in curves):
-                mean = [sum(vals) / len(vals) for vals in zip(*(cu["loss"] for cu in curves), strict=True)]
-                ax.plot(curves[0]["steps"], [max(v, 1e-6) for v in mean], color=colors[label],
-                        lw=2.2 if methods[label] in _FIXED else 1.7, label=f"{label} (n={len(curves)})",
-                        ls="--" if methods[label] == "original" else "-")
-            elif curves:
-                ax.plot([], [], color=colors[label], label=f"{label} (seeds differ in steps)")
-        if l_star:
-            ax.axhline(sum(l_star) / len(l_star), color="tab:red", ls=":", lw=1.6, label="target L*")
-        ax.set_yscale("log")
+            runs = [cu for lab, _, c in stored if lab == label for cu in _runs(c["curves"].get(att) or [])]
+            for cu in runs:
+                ax.plot(cu["steps"], cu["acc"], color=colors[label], alpha=0.25, lw=0.9)
+            mean = _mean_acc(runs)
+            if mean is not None:
+                ax.plot(*mean, color=colors[label], lw=2.2 if methods[label] in _FIXED else 1.7,
+                        label=f"{label} (n={len(runs)})", ls="--" if methods[label] == "original" else "-")
+            elif runs:
+                ax.plot([], [], color=colors[label], label=f"{label} (runs differ in steps)")
+        if a_star:
+            ax.axhline(sum(a_star) / len(a_star), color="tab:red", ls=":", lw=1.6, label="target A*")
         ax.set_xlabel(f"{att} attack step")
-        ax.set_ylabel("forget loss (mean CE on D_f)")
+        ax.set_ylabel("forget accuracy on D_f (%)")
         ax.set_title(f"relearning attack: {att}", fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="upper right")
-    fig.suptitle(f"{title}: each seed faint, mean over seeds bold", fontsize=9)
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{title}: each seed and attack repeat faint, mean bold", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_forgetting_quality(output_dir: str | Path, rows: list[Row], cell_rows: list[tuple[str, str, list[Any]]],
+                            path: str | Path, title: str = "", colors: dict[str, Any] | None = None) -> Path | None:
+    """Left: forgetting quality (``pop/forget/quality``) per method, mean with its 95% t-interval over
+    seeds (one seed: the interval over forget examples, ``quality_hw``); the oracle's line dotted.
+    Right: histograms of the per-example epsilons (all seeds) per method, the oracle's filled grey.
+    None where no row has a population score (``eval.population.k=0``)."""
+    pts = [(label, method, s) for label, method, summ, _ in rows
+           if (s := summ.get("pop/forget/quality")) and _mean(s) is not None]
+    if not pts:
+        return None
+    colors = colors or method_colors([r[0] for r in rows], [r[1] for r in rows])
+    eps: dict[str, list[float]] = {}
+    cap = 0.0
+    for label, _, cells in cell_rows:
+        for r in cells:
+            d = load_population(output_dir, str(r.get("cell_id"))) or {}
+            vals = [v for v in d.get("forget_eps") or [] if isinstance(v, (int, float))]
+            eps.setdefault(label, []).extend(vals)
+            cap = max(cap, float(d.get("cap") or 0.0))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 0.9 + 0.42 * max(len(pts), 6)))
+    y = list(range(len(pts)))
+    half = []
+    for label, _, s in pts:
+        hw = _half(s)
+        if s.get("n") == 1 and len(eps.get(label) or []) > 1:  # one seed: the interval over forget examples
+            scores = np.exp2(-np.floor(np.asarray(eps[label]) / 0.5))
+            hw = float(1.96 * scores.std(ddof=1) / np.sqrt(len(scores)))
+        half.append(hw)
+    ax.barh(y, [_mean(s) for _, _, s in pts], xerr=half, capsize=3,
+            color=[colors[label] for label, _, _ in pts], alpha=0.85, error_kw={"lw": 1.2})
+    oracle = [s for label, m, s in pts if m == "retrain"]
+    if oracle:
+        ax.axvline(_mean(oracle[0]), color="black", ls=":", lw=1, label="oracle's own line")
+        ax.legend(fontsize=7, loc="lower right")
+    ax.set_yticks(y, [f"{label} (n={s['n']})" for label, _, s in pts], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("forgetting quality (higher = closer to retraining)")
+    ax.set_title(f"Forgetting quality, mean ± 95% interval\n{title}", fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    bins = np.linspace(0, max(cap, 0.5), 21)
+    for label, method, _ in pts:
+        vals = eps.get(label) or []
+        if not vals:
+            continue
+        if method == "retrain":
+            bx.hist(vals, bins=bins, color="0.7", alpha=0.8, label=f"{label} (oracle line)")
+        else:
+            bx.hist(vals, bins=bins, histtype="step", lw=1.4, color=colors[label], label=label)
+    bx.set_xlabel("per-example epsilon on D_f (0 = like the oracles)")
+    bx.set_ylabel("forget examples")
+    bx.set_title("Per-example epsilons against the oracles' population", fontsize=9)
+    if bx.get_legend_handles_labels()[0]:
+        bx.legend(fontsize=7, loc="upper left", ncol=2)
+    else:
+        bx.text(0.5, 0.5, "no per-example epsilons stored", ha="center", va="center", transform=bx.transAxes)
+    bx.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)

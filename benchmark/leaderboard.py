@@ -45,10 +45,12 @@ MAX_READ_WARNINGS = 10  # damaged lines printed one by one; the rest are counted
 STALE = "stale: {n} record(s) made with other code; rerun to refresh"
 CAPTIONS = {"avg_gap": "Avg Gap per method, bars = mean, error bars = 95% t-interval over seeds "
                        "(lower is better; the oracle is 0 by definition)",
-            "ra_rcd": "Retain accuracy vs relearning delay (SGD attacker); RCD = 1 is the oracle, "
+            "ra_rcd": "Retain accuracy vs relearning delay (RCD_acc, SGD attacker); RCD = 1 is the oracle, "
                       "▷ = censored (lower bound)",
-            "relearn": "Relearning curves: forget loss vs attack step, each seed faint, mean bold; "
-                       "dotted red = target level L*"}
+            "relearn": "Relearning curves: forget accuracy vs attack step, each seed and attack repeat faint, "
+                       "mean bold; dotted red = target level A*",
+            "fq": "Forgetting quality against a population of oracles (eval.population.k): mean ± 95% interval, "
+                  "dotted = the oracle's own line; right: per-example epsilons, the oracle's filled grey"}
 
 
 def _value(r: Mapping[str, Any], key: str) -> float | None:
@@ -102,12 +104,14 @@ def leaderboard_groups(df: pd.DataFrame) -> list[dict[str, Any]]:
         rows = []
         for s in (r for r in summary if r["table_key"] == tk):
             cells = [record_of[c] for c in s["cell_ids"]]
-            censored = {}
+            censored = {}  # RCD key -> (seeds censored, seeds with a value, oracle censored in some seed)
             for a in atts:
-                flags = [bool(_value(r, f"relearn/{a}/censored")) for r in cells
-                         if _value(r, f"relearn/{a}/rcd") is not None]
-                oracle = any(_value(r, f"relearn/{a}/oracle_censored") for r in cells)
-                censored[a] = (sum(flags), len(flags), oracle)
+                for crit, suffix in (("rcd_acc", "_acc"), ("rcd", "")):
+                    key = f"relearn/{a}/{crit}"
+                    flags = [bool(_value(r, f"relearn/{a}/censored{suffix}")) for r in cells
+                             if _value(r, key) is not None]
+                    oracle = any(_value(r, f"relearn/{a}/oracle_censored{suffix}") for r in cells)
+                    censored[key] = (sum(flags), len(flags), oracle)
             undefined: dict[str, str] = {}
             for r in cells:
                 for k, why in (r.get("undefined") or {}).items():
@@ -144,9 +148,8 @@ def _cell_text(row: dict[str, Any], col: Column) -> str:
     if not s.get("n"):
         return MISSING
     text = format_cell(s, col.digits)
-    if col.key.startswith("relearn/") and col.key.endswith("/rcd"):
-        if row["censored"].get(col.key.split("/")[1], (0, 0, False))[0]:
-            text = LOWER_BOUND + text
+    if row["censored"].get(col.key, (0, 0, False))[0]:
+        text = LOWER_BOUND + text
     return text
 
 
@@ -168,13 +171,16 @@ def footnotes(group: dict[str, Any]) -> list[str]:
     notes = []
     shown = {c.key for c in group["columns"]}
     for row in group["rows"]:
-        for a, (k, n, oracle) in row["censored"].items():
+        for key, (k, n, oracle) in row["censored"].items():
+            if key not in shown:
+                continue
+            title = next(c.title for c in group["columns"] if c.key == key)
             if k:
-                notes.append(f"{LOWER_BOUND} {row['label']} RCD-{a}: {k} of {n} seed(s) never relearned within the "
-                             "attack budget (T censored at max_steps), so the value is a lower bound.")
+                notes.append(f"{LOWER_BOUND} {row['label']} {title}: {k} of {n} seed(s) never relearned within the "
+                             "attack budget (T censored at the budget), so the value is a lower bound.")
             if oracle and row["method"] != REFERENCE:
-                notes.append(f"{row['label']} RCD-{a}: the oracle's own T was censored in some seed; the ratio "
-                             "is not a bound either way.")
+                notes.append(f"{row['label']} {title}: the oracle's own T was censored in some seed, so that "
+                             "seed's ratio is undefined.")
     reasons: dict[str, set[str]] = defaultdict(set)
     for row in group["rows"]:
         for key, why in row["undefined"].items():
@@ -353,7 +359,8 @@ def _draw_figures(out: Path, groups: list[dict[str, Any]]) -> dict[str, dict[str
         curve_rows = [(row["label"], row["method"], row["cells"]) for row in g["rows"]]
         jobs = [("avg_gap", partial(F.plot_avg_gap_bars, rows, title=g["title"], colors=colors)),
                 ("ra_rcd", partial(F.plot_ra_vs_rcd, rows, title=g["title"], attacker="sgd", colors=colors)),
-                ("relearn", partial(F.plot_relearn_seeds, out, curve_rows, title=g["title"], colors=colors))]
+                ("relearn", partial(F.plot_relearn_seeds, out, curve_rows, title=g["title"], colors=colors)),
+                ("fq", partial(F.plot_forgetting_quality, out, rows, curve_rows, title=g["title"], colors=colors))]
         for name, draw in jobs:
             rel = f"figures/leaderboard-{g['slug']}-{name}.png"
             try:

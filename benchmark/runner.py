@@ -116,7 +116,7 @@ class Runner:
                 ("retrain", "retrain", g.ref_curves.get("oracle", {}))]
         rows += [(row_label(r.cell.method, r.cell.variant), r.cell.method, r.curves)
                  for r in results if r.status == "ok" and r.cell.method not in ("original", "retrain")]
-        levels = {"L_star": g.attack.levels.target_loss, "L_r": g.attack.levels.loss_oracle}
+        levels = {"A_star": g.attack.levels.target_acc, "A_r": g.attack.levels.acc_oracle}
         name = f"relearn-{self.cfg.dataset}-{self.cfg.forget.scenario}-r{ratio}-s{seed}.png"
         try:
             path = plot_relearn_group(rows, levels, f"{self.cfg.dataset} {self.cfg.forget.scenario} ratio={ratio} "

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 import baselines  # noqa: F401  (registers the methods)
 from benchmark.callbacks import RelearnAttack, RelearnTarget
-from benchmark.callbacks.relearn import convergence_step, relearning_levels
+from benchmark.callbacks.relearn import mean_delay, relearning_levels
 from benchmark.data import load_dataset
 from benchmark.data.splits import make_split
 from benchmark.data.transforms import BatchTransform
@@ -44,16 +44,17 @@ data = UnlearnData(images=ds.train_x, labels=ds.train_y, forget=torch.as_tensor(
 # any UnlearnModule; here IEU, the method of the paper behind RCD
 method = METHODS.get("ieu")(copy.deepcopy(original), data, epochs=5, batch_size=16)
 attack = RelearnAttack(target, {"sgd": {"lr": 0.01, "momentum": 0.9, "batch_size": 128}},
-                       max_steps=400, eval_every=4, seed=0, original_state=theta_o_params)
+                       max_steps=400, eval_every=4, seed=0, original_state=theta_o_params, repeats=3)
 trainer = lightning.Trainer(max_epochs=method.total_epochs, callbacks=[attack], accelerator="cpu",
                             logger=False, enable_checkpointing=False, enable_progress_bar=False)
 trainer.fit(method)
-curves = {"unlearned": attack.curves["sgd"]}  # .steps, .loss, .acc: forget loss/accuracy per step
+runs = {"unlearned": attack.curves["sgd"]}  # one Curve per repeat: .steps, .loss, .acc on D_f per step
 for name, net in (("original", original), ("oracle", oracle)):  # the same attack on the references
-    curves[name] = attack.run(net)["sgd"]
+    runs[name] = attack.run(net)["sgd"]
 steps = {}
-for name, curve in curves.items():
-    steps[name], censored = convergence_step(curve, levels)  # T: first step with forget loss <= L*
-    print(f"T {name}: {steps[name]}{'+ (censored)' if censored else ''}")
-why = levels.undefined_reason or ("oracle at L* at step 0" if steps["oracle"] == 0 else None)
-print(f"RCD sgd: undefined ({why})" if why else f"RCD sgd: {steps['unlearned'] / steps['oracle']:.3f}")
+for name, curves in runs.items():
+    d = mean_delay(curves, levels, "acc")  # T_acc: first step with forget accuracy >= A*, mean over repeats
+    steps[name] = d.mean
+    print(f"T_acc {name}: {d.mean:g}{'+ (censored)' if d.censored else ''}")
+why = levels.acc_undefined_reason or ("oracle at A* at step 0" if steps["oracle"] == 0 else None)
+print(f"RCD_acc sgd: undefined ({why})" if why else f"RCD_acc sgd: {steps['unlearned'] / steps['oracle']:.3f}")

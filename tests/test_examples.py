@@ -35,12 +35,11 @@ def test_attack_example_runs_and_prints_t_and_rcd(tmp_path):
     proc = subprocess.run([sys.executable, str(ATTACK_EXAMPLE)], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    t = dict(re.findall(r"^T (\w+): (\d+)(?:\+ \(censored\))?$", proc.stdout, re.M))
+    t = dict(re.findall(r"^T_acc (\w+): ([\d.]+)(?:\+ \(censored\))?$", proc.stdout, re.M))
     assert set(t) == {"unlearned", "original", "oracle"}, proc.stdout
-    t = {k: int(v) for k, v in t.items()}
-    assert t["original"] == 0  # theta_o sits at L_o <= L* before any step
+    t = {k: float(v) for k, v in t.items()}
+    assert t["original"] == 0  # theta_o is at A_o >= A* before any step
     assert 0 < t["oracle"] <= 400 and 0 <= t["unlearned"] <= 400  # within the budget (max_steps=400)
-    assert t["oracle"] % 4 == 0 and t["unlearned"] % 4 == 0  # evaluated every 4 steps
-    rcd = re.findall(r"^RCD sgd: (\S+)$", proc.stdout, re.M)
-    assert rcd and float(rcd[0]) == pytest.approx(t["unlearned"] / t["oracle"], abs=5e-4)
+    rcd = re.findall(r"^RCD_acc sgd: (\S+)$", proc.stdout, re.M)
+    assert rcd and float(rcd[0]) == pytest.approx(t["unlearned"] / t["oracle"], abs=5e-3)
     assert list(tmp_path.iterdir()) == []  # a plain run leaves nothing behind (no logs, no checkpoints)

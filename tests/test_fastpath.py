@@ -165,11 +165,13 @@ def test_early_stop_keeps_T_and_marks_the_curve():
     full = relearn(net, t, "sgd", dict(cfg), 60, 2, 0, torch.device("cpu"), trainable_state(net))
     from benchmark.callbacks.relearn import Levels
 
-    levels = Levels(full.loss[10], full.loss[10], 100.0, 0.0)  # L* = the loss at step 20
+    # L* = the loss at step 20, A* = 0 (met at once): the tail starts when both are met
+    levels = Levels(full.loss[10], full.loss[10], 0.0, 0.0)
     cut = relearn(net, t, "sgd", dict(cfg), 60, 2, 0, torch.device("cpu"), trainable_state(net),
-                  target_loss=levels.target_loss, stop_after_tail=4)
+                  levels=levels, stop_after_tail=4)
     T, censored = convergence_step(full, levels)
     assert not censored and T + 4 < 60 and convergence_step(cut, levels) == (T, False)
+    assert convergence_step(cut, levels, "acc") == (0, False)
     assert cut.truncated and not full.truncated and cut.steps[-1] == min(60, T + 4)
     k = len(cut.steps)
     assert cut.loss == full.loss[:k] and cut.steps == full.steps[:k]

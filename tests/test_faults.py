@@ -226,8 +226,8 @@ def _attack_plan(digits, attackers=("sgd", "adam")):
     torch.manual_seed(0)
     net = build_model("digits_mlp", digits.num_classes, digits.in_channels)
     cfgs = {"sgd": {"lr": 0.01, "momentum": 0.9, "batch_size": 16}, "adam": {"lr": 0.001, "batch_size": 16}}
-    plan = AttackPlan(target, Levels(1.0, 2.0, 90.0, 50.0), {a: cfgs[a] for a in attackers}, 4, 2, 0,
-                      trainable_state(net), "attackkey")
+    plan = AttackPlan(target, Levels(1.0, 2.0, 90.0, 50.0), {a: cfgs[a] for a in attackers},
+                      dict.fromkeys(attackers, 4), dict.fromkeys(attackers, 2), 0, trainable_state(net), "attackkey")
     return plan, net
 
 
@@ -247,9 +247,9 @@ def test_damaged_attack_curves_are_recomputed(tmp_path, digits, capsys, content)
     out = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()]
     assert len(out) == 1 and out[0].startswith(f"warning: cached attack curves {path} ") and \
         out[0].endswith("; recomputing them")
-    assert set(curves) == {"sgd", "adam"} and all(c.steps for c in curves.values())
+    assert set(curves) == {"sgd", "adam"} and all(c[0].steps for c in curves.values())
     again = plan.cached_run(path, net, torch.device("cpu"))  # now a silent hit
-    assert capsys.readouterr().out == "" and again["sgd"].loss == curves["sgd"].loss
+    assert capsys.readouterr().out == "" and again["sgd"][0].loss == curves["sgd"][0].loss
     stored = json.loads(path.read_text())
     assert stored["reference"] == "ref" and stored["attack"] == "attackkey"
     assert stored["attackers"] == ["adam", "sgd"] and len(stored["model_sha256"]) == 64

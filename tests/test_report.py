@@ -31,10 +31,13 @@ def _record(method: str, seed: int, **over) -> dict:
     gap, rcd, cens, ra = VALUES[method][seed]
     metrics = {"gap/avg": gap, "eval/ra": ra, "eval/ta": ra - 5, "eval/ua": 100 - ra, "eval/mia/efficacy": 10.0 + seed,
                "relearn/sgd/rcd": rcd, "relearn/sgd/censored": float(cens), "relearn/sgd/oracle_censored": 0.0,
+               "relearn/sgd/rcd_acc": rcd, "relearn/sgd/censored_acc": float(cens),
+               "relearn/sgd/oracle_censored_acc": 0.0,
                "time/unlearn_s": 1.5}  # no adam attacker at all: no RCD-adam column
     rec = {"cell_id": f"{method}-s{seed}", "dataset": "digits", "model": "digits_cnn", "method": method,
            "scenario": "random", "ratio": 0.1, "seed": seed, "status": "ok", "metrics": metrics,
-           "undefined": {} if rcd is not None else {"relearn/sgd/rcd": "the oracle is already at the target"},
+           "undefined": {} if rcd is not None else {"relearn/sgd/rcd": "the oracle is already at the target",
+                                                    "relearn/sgd/rcd_acc": "the oracle is already at the target"},
            "directions": {"gap/avg": "lower"}, "protocol_version": "1.0", "git": "abc123",
            "config": {"cell": {"method_args": {}}, "cache_dir": "/somewhere/else/.cache"}}
     rec.update(over)
@@ -82,7 +85,7 @@ def test_markdown_ranks_by_mean_avg_gap_with_intervals(out: Path):
     header = next(line for line in md.splitlines() if line.startswith("| rank"))
     # the registry's columns (the ranking key first), only those with a value
     assert [c.strip() for c in header.strip("|").split("|")] == [
-        "rank", "method", "AvgGap", "UA", "RA", "TA", "MIA-eff", "RCD-sgd", "time_s", "n"]
+        "rank", "method", "AvgGap", "UA", "RA", "TA", "MIA-eff", "RCD-sgd", "RCDloss-sgd", "time_s", "n"]
     # finetune Avg Gap over seeds {1, 3}: mean 2, sample std sqrt(2), half-width t(1) * sqrt(2) / sqrt(2)
     half = T975_DF1 * math.sqrt(2) / math.sqrt(2)
     ft = rows[1]
@@ -92,7 +95,8 @@ def test_markdown_ranks_by_mean_avg_gap_with_intervals(out: Path):
     # one of finetune's seeds hit the attack budget: RCD {2, 3} is a lower bound
     assert ft[7] == f"≥2.50 ± {T975_DF1 * math.sqrt(0.5) / math.sqrt(2):.2f}"
     assert "finetune RCD-sgd: 1 of 2 seed(s) never relearned" in md
-    assert ft[9] == "2"  # n = 2 seeds
+    assert ft[8] == ft[7]  # the loss criterion's column, censored the same way here
+    assert ft[10] == "2"  # n = 2 seeds
     # original's RCD is undefined in seed 1: one value left, shown as a single seed, reason listed
     assert rows[3][7] == "0.00 (n=1)"
     assert "the oracle is already at the target" in md

@@ -1,10 +1,12 @@
 """The relearning attack and the relearning convergence delay (RCD), docs/protocol.md section 4.
 
-The attack fine-tunes a deep copy of a model on the relearn set with a fixed step
-budget and watches the forget loss on all of D_f come back. T(theta) is the first
-evaluated step at which that loss is back within ``delta`` of the original's level,
-L* = L_o + delta * (L_r - L_o); RCD = T(theta_u) / T(theta_r). The attacked model is
-never changed (the attack works on a copy; a test compares the weights bit for bit).
+The attack fine-tunes a deep copy of a model on the relearn set and watches D_f's
+knowledge come back. Two criteria (protocol 1.1): T_acc(theta), the headline, is the
+first evaluated step at which forget accuracy is back to A* = A_o - delta_acc (A_o - A_r);
+T(theta), the loss companion, the first at which the forget loss is back to
+L* = L_o + delta (L_r - L_o). Each attack is repeated over ``repeats`` attack seeds and
+T is the mean; RCD = T(theta_u) / T(theta_r). The attacked model is never changed (the
+attack works on a copy; a test compares the weights bit for bit).
 
 ``RelearnAttack`` is a Lightning ``Callback``: attach it to the unlearning trainer
 and it attacks the unlearned network at ``on_fit_end``, after the method's own
@@ -15,7 +17,7 @@ Speed: the relearn set and D_f live on the attack's device (copied once per targ
 batch is a slice of a per-pass permutation copied there without a host sync, D_f is
 normalised once per attack and evaluated in no-grad batches whose sums stay on the device
 until the one read per evaluated step. ``stop_after_tail=K`` stops an attacker K steps
-after its forget loss first reached L* (T is unchanged; the curve is marked truncated).
+after both criteria were first met (each T is unchanged; the curve is marked truncated).
 """
 
 from __future__ import annotations
@@ -85,28 +87,52 @@ class Curve:
 
 @dataclass(frozen=True)
 class Levels:
-    """The reference levels on D_f: L_o, L_r (mean CE) and A_o, A_r (accuracy) of theta_o, theta_r."""
+    """The reference levels on D_f: L_o, L_r (mean CE) and A_o, A_r (accuracy) of theta_o, theta_r.
+
+    ``delta`` places the loss target L* = L_o + delta (L_r - L_o); ``delta_acc`` the accuracy
+    target A* = A_o - delta_acc (A_o - A_r) (docs/protocol.md s.4)."""
 
     loss_original: float
     loss_oracle: float
     acc_original: float
     acc_oracle: float
     delta: float = 0.05
+    delta_acc: float = 0.05
 
     @property
     def target_loss(self) -> float:  # L*
         return self.loss_original + self.delta * (self.loss_oracle - self.loss_original)
 
     @property
-    def target_acc(self) -> float:  # A*, the accuracy twin
-        return self.acc_oracle + (1 - self.delta) * (self.acc_original - self.acc_oracle)
+    def target_acc(self) -> float:  # A*
+        return self.acc_original - self.delta_acc * (self.acc_original - self.acc_oracle)
 
     @property
     def undefined_reason(self) -> str | None:
+        """Why the loss criterion's RCD is undefined here (None: it is defined)."""
         if self.loss_oracle - self.loss_original < 1e-3:
             return (f"nothing measurable was memorised: L_r - L_o = {self.loss_oracle - self.loss_original:.2e} "
                     "< 1e-3 (docs/protocol.md s.4)")
         return None
+
+    @property
+    def acc_undefined_reason(self) -> str | None:
+        """Why the accuracy criterion's RCD is undefined here (None: it is defined)."""
+        if self.acc_original - self.acc_oracle < 1.0:
+            return (f"no measurable forget-accuracy gap: A_o - A_r = {self.acc_original - self.acc_oracle:.2f} "
+                    "< 1 point (docs/protocol.md s.4)")
+        return None
+
+    def reached(self, loss: float, acc: float, criterion: str) -> bool:
+        """Whether an evaluated step meets ``criterion`` ("loss": loss <= L*, "acc": acc >= A*)."""
+        if criterion == "loss":
+            return loss <= self.target_loss
+        if criterion == "acc":
+            return acc >= self.target_acc - 1e-9
+        raise ValueError(f"unknown criterion {criterion!r}; use 'loss' or 'acc'")
+
+
+CRITERIA = ("acc", "loss")  # the headline criterion first
 
 
 def default_budget(n_relearn: int, batch_size: int, epochs: int = 10) -> int:
@@ -162,7 +188,7 @@ def _evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, tf: BatchTransfo
 
 def relearning_levels(original: nn.Module, oracle: nn.Module, forget_x: torch.Tensor, forget_y: torch.Tensor,
                       transform: BatchTransform, device: torch.device | str | None = None,
-                      delta: float = 0.05) -> Levels:
+                      delta: float = 0.05, delta_acc: float = 0.05) -> Levels:
     """The levels an attack is measured against: L_o, L_r (mean cross-entropy) and A_o, A_r
     (accuracy, percent) of theta_o and theta_r on all of D_f, with the evaluation transform.
 
@@ -177,7 +203,8 @@ def relearning_levels(original: nn.Module, oracle: nn.Module, forget_x: torch.Te
         forget_y: D_f's labels, int64 [M].
         transform: the batch transform (its normalisation is what the models expect).
         device: where to evaluate; default: where each model's parameters are.
-        delta: the target's distance from L_o (docs/protocol.md s.4: 0.05).
+        delta: the loss target's distance from L_o (docs/protocol.md s.4: 0.05).
+        delta_acc: the accuracy target's distance from A_o (docs/protocol.md s.4: 0.05).
     """
     values = []
     for net in (original, oracle):
@@ -189,20 +216,20 @@ def relearning_levels(original: nn.Module, oracle: nn.Module, forget_x: torch.Te
         finally:
             net.to(home).train(was_training)
     (loss_o, acc_o), (loss_r, acc_r) = values
-    return Levels(loss_o, loss_r, acc_o, acc_r, float(delta))
+    return Levels(loss_o, loss_r, acc_o, acc_r, float(delta), float(delta_acc))
 
 
 def relearn(net: nn.Module, target: RelearnTarget, attacker: str, attacker_cfg: dict[str, Any], max_steps: int,
             eval_every: int, seed: int, device: torch.device, original_state: dict[str, torch.Tensor],
-            target_loss: float | None = None, stop_after_tail: int | None = None,
+            levels: Levels | None = None, stop_after_tail: int | None = None,
             progress: Callable[[int, int], None] | None = None) -> Curve:
     """Fine-tunes a deep copy of ``net`` on the relearn set; ``net`` itself is not touched.
 
     Args:
         original_state: theta_o's trainable parameters (name -> tensor), for the weight distance.
-        target_loss: L*; with ``stop_after_tail`` the attack stops ``stop_after_tail`` steps after
-            the first evaluated step with forget loss <= L* (that step, T, is unchanged) and the
-            curve is marked ``truncated``. None (either): the whole budget.
+        levels: L* and A*; with ``stop_after_tail`` the attack stops ``stop_after_tail`` steps after
+            the first evaluated step at which both criteria have been met (each criterion's T is
+            unchanged) and the curve is marked ``truncated``. None (either): the whole budget.
         progress: called with (step, max_steps) after each step.
     """
     model = copy.deepcopy(net).to(device)
@@ -219,6 +246,7 @@ def relearn(net: nn.Module, target: RelearnTarget, attacker: str, attacker_cfg: 
     train_x, train_y = resident(target.train_x, device), resident(target.train_y, device)
     tf = DeviceTransform(target.transform, device)
     stop_at = max_steps
+    met: set[str] = set()
 
     def record(step: int) -> None:
         nonlocal stop_at
@@ -231,9 +259,10 @@ def relearn(net: nn.Module, target: RelearnTarget, attacker: str, attacker_cfg: 
         curve.loss.append(loss_sum / m)
         curve.acc.append(100.0 * int(correct) / m)
         curve.weight_dist.append(dist / norm_o)
-        if stop_after_tail is not None and target_loss is not None and stop_at == max_steps \
-                and curve.loss[-1] <= target_loss:
-            stop_at = min(max_steps, step + int(stop_after_tail))
+        if stop_after_tail is not None and levels is not None and stop_at == max_steps:
+            met.update(c for c in CRITERIA if levels.reached(curve.loss[-1], curve.acc[-1], c))
+            if len(met) == len(CRITERIA):
+                stop_at = min(max_steps, step + int(stop_after_tail))
         model.train()
 
     record(0)
@@ -259,12 +288,31 @@ def relearn(net: nn.Module, target: RelearnTarget, attacker: str, attacker_cfg: 
     return curve
 
 
-def convergence_step(curve: Curve, levels: Levels) -> tuple[int, bool]:
-    """T(theta): the first evaluated step with forget loss <= L*; (max_steps, True) if never."""
-    for s, loss in zip(curve.steps, curve.loss, strict=True):
-        if loss <= levels.target_loss:
+def convergence_step(curve: Curve, levels: Levels, criterion: str = "loss") -> tuple[int, bool]:
+    """T(theta): the first evaluated step that meets ``criterion`` (``"loss"``: forget loss <= L*;
+    ``"acc"``: forget accuracy >= A*); (max_steps, True) if never (censored: a lower bound)."""
+    for s, loss, acc in zip(curve.steps, curve.loss, curve.acc, strict=True):
+        if levels.reached(loss, acc, criterion):
             return s, False
     return curve.max_steps, True
+
+
+@dataclass(frozen=True)
+class Delay:
+    """T over an attack's repeats: the mean, each repeat's T, and whether any was censored."""
+
+    mean: float
+    values: tuple[int, ...]
+    censored: bool
+
+
+def mean_delay(curves: list[Curve], levels: Levels, criterion: str = "acc") -> Delay:
+    """T averaged over the repeats of one attacker (docs/protocol.md s.4: T is the mean over
+    ``attack.repeats`` attack seeds); censored if any repeat is (the mean is then a lower bound)."""
+    ts = [convergence_step(c, levels, criterion) for c in curves]
+    if not ts:
+        raise ValueError("no curves")
+    return Delay(sum(t for t, _ in ts) / len(ts), tuple(t for t, _ in ts), any(c for _, c in ts))
 
 
 def recovery_gap(curve: Curve, levels: Levels) -> float:
@@ -276,52 +324,76 @@ def recovery_gap(curve: Curve, levels: Levels) -> float:
     return sum(vals) / len(vals)
 
 
+REPEAT_SEED_STRIDE = 7919  # repeat r of an attack uses seed + r * this (repeat 0: the attack's own seed)
+
+
 class RelearnAttack(L.Callback):
-    """Attacks the unlearned network after unlearning, with each configured attacker.
+    """Attacks the unlearned network after unlearning, with each configured attacker, ``repeats``
+    times (attack seeds ``seed + r * REPEAT_SEED_STRIDE``).
 
     Args:
         target: relearn set and D_f.
         attackers: name -> attacker settings (optimizer kwargs plus batch_size), e.g. from configs/attack/.
-        max_steps: step budget (see ``default_budget``).
-        eval_every: evaluation period in steps (see ``default_eval_every``).
-        seed: the attack's own seed (shuffling and augmentation).
+        max_steps: step budget, one for all attackers or name -> budget (see ``default_budget``).
+        eval_every: evaluation period in steps, one or name -> period (see ``default_eval_every``).
+        seed: the attack's own seed (shuffling and augmentation) of repeat 0.
         original_state: theta_o's trainable parameters, for the weight-space trajectory.
         device: where the attack runs; default: the module's device.
-        target_loss: L*, needed only by ``stop_after_tail``.
-        stop_after_tail: ``attack.stop_after_tail``: stop an attacker this many steps after its
-            forget loss first reached L* (T unchanged, the curve marked truncated); None = the
+        levels: L* and A*, needed only by ``stop_after_tail``.
+        stop_after_tail: ``attack.stop_after_tail``: stop an attacker this many steps after both
+            criteria were first met (each T unchanged, the curve marked truncated); None = the
             whole budget (the default: full curves).
+        repeats: ``attack.repeats``: attack seeds per attacker; T is their mean.
+
+    After ``run`` (or ``on_fit_end``), ``curves[name]`` is the list of that attacker's curves,
+    one per repeat.
     """
 
-    def __init__(self, target: RelearnTarget, attackers: dict[str, dict[str, Any]], max_steps: int,
-                 eval_every: int, seed: int, original_state: dict[str, torch.Tensor],
-                 device: torch.device | None = None, target_loss: float | None = None,
-                 stop_after_tail: int | None = None) -> None:
+    def __init__(self, target: RelearnTarget, attackers: dict[str, dict[str, Any]], max_steps: int | dict[str, int],
+                 eval_every: int | dict[str, int], seed: int, original_state: dict[str, torch.Tensor],
+                 device: torch.device | None = None, levels: Levels | None = None,
+                 stop_after_tail: int | None = None, repeats: int = 1) -> None:
         super().__init__()
-        if stop_after_tail is not None and (int(stop_after_tail) < 0 or target_loss is None):
-            raise ValueError(f"stop_after_tail={stop_after_tail} needs a number of steps >= 0 and target_loss (L*)")
+        if stop_after_tail is not None and (int(stop_after_tail) < 0 or levels is None):
+            raise ValueError(f"stop_after_tail={stop_after_tail} needs a number of steps >= 0 and the levels")
+        if int(repeats) < 1:
+            raise ValueError(f"repeats={repeats} must be >= 1")
         self.target, self.attackers = target, attackers
-        self.max_steps, self.eval_every, self.seed = int(max_steps), int(eval_every), int(seed)
+        self.max_steps = {a: int(max_steps[a] if isinstance(max_steps, dict) else max_steps) for a in attackers}
+        self.eval_every = {a: int(eval_every[a] if isinstance(eval_every, dict) else eval_every) for a in attackers}
+        self.seed, self.repeats = int(seed), int(repeats)
         self.original_state, self.device = original_state, device
-        self.target_loss, self.stop_after_tail = target_loss, stop_after_tail
-        self.curves: dict[str, Curve] = {}
+        self.levels, self.stop_after_tail = levels, stop_after_tail
+        self.curves: dict[str, list[Curve]] = {}
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
             self.run(pl_module.net, self.device or pl_module.device)
 
     def run(self, net: nn.Module, device: torch.device | None = None,
-            progress: Callable[[int, int], None] | None = None) -> dict[str, Curve]:
-        """Attacks a copy of ``net`` with each attacker; ``progress(step, steps)`` defaults to a
-        terminal line with an ETA (silent when stdout is not a terminal)."""
+            progress: Callable[[int, int], None] | None = None) -> dict[str, list[Curve]]:
+        """Attacks a copy of ``net`` with each attacker and repeat; ``progress(step, steps)``
+        defaults to a terminal line with an ETA (silent when stdout is not a terminal)."""
         from benchmark.training import ProgressLine
 
         device = device or torch.device("cpu")
         self.curves = {}
         for name, cfg in self.attackers.items():
-            line = ProgressLine(f"attack {name}")
-            self.curves[name] = relearn(net, self.target, name, dict(cfg), self.max_steps, self.eval_every,
-                                        self.seed, device, self.original_state, self.target_loss,
-                                        self.stop_after_tail, progress or line.update)
-            line.close()
+            self.curves[name] = []
+            for r in range(self._distinct_repeats(cfg)):
+                line = ProgressLine(f"attack {name}" + (f" {r + 1}/{self.repeats}" if self.repeats > 1 else ""))
+                self.curves[name].append(relearn(
+                    net, self.target, name, dict(cfg), self.max_steps[name], self.eval_every[name],
+                    self.seed + r * REPEAT_SEED_STRIDE, device, self.original_state, self.levels,
+                    self.stop_after_tail, progress or line.update))
+                line.close()
+            while len(self.curves[name]) < self.repeats:  # identical by construction (_distinct_repeats)
+                self.curves[name].append(copy.deepcopy(self.curves[name][0]))
         return self.curves
+
+    def _distinct_repeats(self, cfg: dict[str, Any]) -> int:
+        """How many repeats can differ: where the relearn set is one batch and nothing is augmented,
+        every seed takes the same steps (a batch's order only changes float summation), so one
+        run stands for all ``repeats``."""
+        one_batch = len(self.target.train_y) <= int(cfg.get("batch_size", 128))
+        return 1 if one_batch and not self.target.transform.augments else self.repeats

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 DIRECTIONS: tuple[str, ...] = ("higher", "lower", "oracle", "info")
 
 #: What a metric may need beyond the model's own outputs.
-REQUIREMENTS: tuple[str, ...] = ("outputs", "references", "oracle", "weights", "timings", "curves")
+REQUIREMENTS: tuple[str, ...] = ("outputs", "references", "oracle", "weights", "timings", "curves", "population")
 
 ATTACKER = "{attacker}"  # the placeholder of per-attacker key templates
 
@@ -127,6 +127,8 @@ class MetricContext:
         curves: Attacker -> this model's relearning curve (``benchmark.callbacks.relearn.Curve``).
         oracle_curves: Attacker -> the oracle's curve.
         levels: The relearning levels (``Levels``) of the group.
+        population: ``{"forget"|"retain": (unlearned [K, M], oracles [K, M])}`` logit-scaled
+            confidences of a population of models on a fixed set of examples (``eval.population``).
         rmia_undefined: Why RMIA has no references here (the forget set differs between seeds).
     """
 
@@ -144,6 +146,7 @@ class MetricContext:
     curves: Mapping[str, Any] | None = None
     oracle_curves: Mapping[str, Any] | None = None
     levels: Any = None
+    population: Mapping[str, Any] | None = None
     rmia_undefined: str | None = None
     values: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -170,7 +173,8 @@ class MetricContext:
         """Whether this context holds what a metric ``requires``."""
         return {"outputs": True, "references": True, "oracle": self.oracle_values is not None,
                 "weights": self.weights is not None, "timings": self.timings is not None,
-                "curves": bool(self.curves) and self.levels is not None}[requirement]
+                "curves": bool(self.curves) and self.levels is not None,
+                "population": bool(self.population)}[requirement]
 
     def attackers(self) -> list[str]:
         return list(self.curves or {})

@@ -13,14 +13,19 @@ compare the two populations example by example:
   needs more careful evaluations", SaTML 2025, arXiv 2403.01218).
 * :func:`half_split` gives the oracle reference line (oracles against oracles).
 
-Pure numpy/scipy; nothing is registered anywhere. Every function raises ``ValueError`` with a one-line reason
-on inputs it cannot score.
+The estimators are pure numpy/scipy and raise ``ValueError`` with a one-line reason on inputs they cannot
+score. The ``pop/*`` metrics registered at the end read a context's ``population`` (the confidences of the
+unlearned population and of the oracles on D_f and on a sample of D_r) and turn such a reason into an
+undefined value.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.special import logsumexp
+
+from benchmark.metrics.core import MetricContext, register_metric
+from benchmark.metrics.values import Undefined
 
 DELTA = 1e-5
 """The challenge's delta."""
@@ -295,3 +300,119 @@ def half_split(oracle: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     perm = np.random.default_rng(seed).permutation(r.shape[0])
     half = r.shape[0] // 2
     return r[perm[:half]], r[perm[half:]]
+
+
+# ---------------------------------------------------------------------------- registered metrics
+_POP = ("population",)
+
+
+def _pair(ctx: MetricContext, side: str) -> tuple[np.ndarray, np.ndarray] | Undefined:
+    pair = (ctx.population or {}).get(side)
+    if pair is None:
+        return Undefined(f"no population confidences on {side!r} examples")
+    return pair
+
+
+def _eps(ctx: MetricContext, side: str) -> np.ndarray | Undefined:
+    def compute() -> np.ndarray | Undefined:
+        pair = _pair(ctx, side)
+        if isinstance(pair, Undefined):
+            return pair
+        try:
+            return per_example_epsilon(*pair)
+        except ValueError as e:
+            return Undefined(str(e))
+
+    return ctx.cached(f"pop/eps/{side}", compute)
+
+
+def _quality(ctx: MetricContext, side: str) -> float | Undefined:
+    eps = _eps(ctx, side)
+    return eps if isinstance(eps, Undefined) else forgetting_quality(eps)
+
+
+def _ulira(ctx: MetricContext, side: str, key: str) -> float | Undefined:
+    def compute() -> dict[str, float] | Undefined:
+        pair = _pair(ctx, side)
+        if isinstance(pair, Undefined):
+            return pair
+        try:
+            return ulira(*pair, seed=ctx.seed)
+        except ValueError as e:
+            return Undefined(str(e))
+
+    res = ctx.cached(f"pop/ulira/{side}", compute)
+    return res if isinstance(res, Undefined) else res[key]
+
+
+@register_metric("pop/forget/quality", "higher", requires=_POP, title="FQ", digits=3, order=27)
+def forget_quality(ctx: MetricContext) -> float | Undefined:
+    """Forgetting quality against a population (NeurIPS 2023 challenge): per forget example, an epsilon from
+    thresholded attacks separating the K unlearned models' logit-scaled confidences from K oracles'; the mean
+    of 2^-floor(eps / 0.5) over D_f, in (0, 1] (1 = indistinguishable from retraining). Rescaling the logits
+    moves every model of a population alike, so it cannot fake this."""
+    return _quality(ctx, "forget")
+
+
+@register_metric("pop/forget/quality_hw", "info", requires=_POP)
+def forget_quality_hw(ctx: MetricContext) -> float | Undefined:
+    """Half-width of the normal 95% interval of pop/forget/quality over forget examples (1.96 x std / sqrt(M))."""
+    eps = _eps(ctx, "forget")
+    if isinstance(eps, Undefined):
+        return eps
+    scores = np.exp2(-np.floor(eps / 0.5))
+    return float(1.96 * scores.std(ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else Undefined(
+        "one forget example: no interval")
+
+
+@register_metric("pop/forget/epsilon", "lower", requires=_POP)
+def forget_epsilon(ctx: MetricContext) -> float | Undefined:
+    """Mean per-example epsilon on D_f (0 = no threshold separates the populations; capped by log(2K - 1))."""
+    eps = _eps(ctx, "forget")
+    return eps if isinstance(eps, Undefined) else float(eps.mean())
+
+
+@register_metric("pop/forget/ulira_acc", "lower", requires=_POP, title="U-LiRA", digits=1, order=28)
+def forget_ulira_acc(ctx: MetricContext) -> float | Undefined:
+    """U-LiRA-style per-example likelihood-ratio attack on D_f: balanced accuracy (percent) at telling an
+    unlearned model from an oracle, per example, from Gaussians fitted on held-out halves (50 = cannot)."""
+    return _ulira(ctx, "forget", "acc")
+
+
+@register_metric("pop/forget/ulira_tpr1", "lower", requires=_POP)
+def forget_ulira_tpr1(ctx: MetricContext) -> float | Undefined:
+    """The U-LiRA attack's true-positive rate (percent) at 1% false-positive rate on D_f."""
+    return _ulira(ctx, "forget", "tpr_at_1fpr")
+
+
+@register_metric("pop/forget/ulira_tpr01", "lower", requires=_POP)
+def forget_ulira_tpr01(ctx: MetricContext) -> float | Undefined:
+    """The U-LiRA attack's true-positive rate (percent) at 0.1% false-positive rate on D_f."""
+    return _ulira(ctx, "forget", "tpr_at_01fpr")
+
+
+@register_metric("pop/retain/quality", "higher", requires=_POP)
+def retain_quality(ctx: MetricContext) -> float | Undefined:
+    """Retain-side collateral: the same forgetting-quality score on a sample of D_r (the unlearned models and
+    the oracles both trained on these examples, so 1 is expected; lower = unlearning exposed retained data)."""
+    return _quality(ctx, "retain")
+
+
+@register_metric("pop/retain/ulira_acc", "lower", requires=_POP)
+def retain_ulira_acc(ctx: MetricContext) -> float | Undefined:
+    """Retain-side collateral: the U-LiRA attack's balanced accuracy (percent) on the D_r sample (50 = none)."""
+    return _ulira(ctx, "retain", "acc")
+
+
+@register_metric("pop/k", "info", requires=_POP)
+def population_size(ctx: MetricContext) -> float | Undefined:
+    """K: the number of unlearned models (and of oracles) in the population comparison."""
+    pair = _pair(ctx, "forget")
+    return pair if isinstance(pair, Undefined) else float(len(pair[0]))
+
+
+@register_metric("time/population_s", "info", requires=("population", "timings"))
+def population_seconds(ctx: MetricContext) -> float:
+    """Wall seconds of the method's K population runs with their inference (0 for the reference rows,
+    whose populations are the cached originals and held-out oracles)."""
+    return float((ctx.timings or {}).get("population_s") or 0.0)

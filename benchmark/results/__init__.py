@@ -28,7 +28,9 @@ from benchmark.results.store import (
     curves_path,
     git_revision,
     load_curves,
+    load_population,
     package_versions,
+    population_path,
     read_records,
 )
 from benchmark.results.table import (
@@ -56,6 +58,8 @@ __all__ = [
     "attackers",
     "check_writable",
     "curves_path",
+    "load_population",
+    "population_path",
     "git_revision",
     "load_curves",
     "load_table",

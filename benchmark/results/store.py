@@ -190,6 +190,20 @@ def load_curves(output_dir: str | Path, cell_id: str) -> dict[str, Any] | None:
         return None
 
 
+def population_path(output_dir: str | Path, cell_id: str) -> Path:
+    """Where a cell's per-example population epsilons are stored (``eval.population``)."""
+    return Path(output_dir) / "population" / f"{cell_id}.json"
+
+
+def load_population(output_dir: str | Path, cell_id: str) -> dict[str, Any] | None:
+    """A cell's stored per-example epsilons, or None if it has none (or they are damaged)."""
+    try:
+        d = json.loads(population_path(output_dir, cell_id).read_bytes().decode("utf-8"))
+        return d if isinstance(d, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
 def package_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for p in _PACKAGES:

@@ -75,6 +75,13 @@ SCHEMA: dict[str, Rule] = {
     "attack.max_steps": integer(1, null=True, eg="200"),
     "attack.eval_every": integer(1, null=True, eg="2"),
     "attack.delta": number(0, 1, lo_open=True, hi_open=True, eg="0.05"),
+    "eval.population.k": integer(0, 4096, eg="16"),
+    "eval.population.retain_sample": integer(0, eg="256"),
+    "attack.delta_acc": number(0, 1, lo_open=True, hi_open=True, eg="0.05"),
+    "attack.repeats": integer(1, 100, eg="3"),
+    "attack.budget": string(("oracle", "fixed")),
+    "attack.budget_factor": number(0, 1000, lo_open=True, eg="5"),
+    "attack.cap_epochs": integer(1, eg="100"),
     "attack.seed": integer(0, SEED_MAX, eg="0"),
     "eval.batch_size": integer(1, eg="1024"),
     "eval.mia_shadow_max": integer(1, eg="5000"),
@@ -124,6 +131,13 @@ def check_config(cfg: DictConfig) -> None:
     _check_registries(cfg)
     check_method_values(cfg)
     _check_attack_values(cfg)
+    k = (((cfg.get("eval") or {}).get("population")) or {}).get("k")
+    if _is_int(k) and 0 < k < 4:
+        fail("eval.population.k", k, "is too small (U-LiRA fits Gaussians on halves of at least 2 models)",
+             "use eval.population.k=0 (off) or at least 4")
+    if _is_int(k) and k and any((cfg.get("reference") or {}).get(r) for r in ("original", "oracle")):
+        fail("eval.population.k", k, "needs reference models the suite trains itself",
+             "set eval.population.k=0 when you bring reference.original/oracle checkpoints")
     for key in ("original", "oracle"):
         p = (cfg.get("reference") or {}).get(key)
         if p and not Path(str(p)).expanduser().is_file():

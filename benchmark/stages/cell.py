@@ -2,7 +2,8 @@
 
 The method unlearns a copy of theta_o (timed; diagnostics logged through Lightning's
 logger interface), the attack callback relearns a copy of the result, one inference
-pass gives the outputs, and every registered metric is computed from them. Guards:
+pass gives the outputs, with ``eval.population.k`` the method also unlearns each of the
+group's K originals, and every registered metric is computed from them. Guards:
 a model with a non-finite weight or output is ``failed`` with that reason, never
 scored; a method's refusal (:class:`~benchmark.errors.MethodRefusal`, or a scenario
 it does not support) is ``skipped``; any other error is ``failed``.
@@ -23,10 +24,11 @@ from benchmark.data import ImageData
 from benchmark.diagnostics import DiagnosticsLogger
 from benchmark.errors import MethodRefusal
 from benchmark.evaluate import full_outputs
-from benchmark.metrics import ModelOutputs, compute_metrics
+from benchmark.metrics import METRICS, ModelOutputs, compute_metrics
 from benchmark.models import trainable_state
 from benchmark.module import METHODS, UnlearnData
 from benchmark.stages.plan import Cell
+from benchmark.stages.population import population_record, unlearned_population
 from benchmark.stages.references import Group, metric_context
 from benchmark.stages.result import CellResult
 from benchmark.training import fit, world_size
@@ -69,10 +71,17 @@ def run_cell(cfg: Any, ds: ImageData, g: Group, cell: Cell, device: torch.device
         res.timings["cell_s"] = time.perf_counter() - t_cell
         weights = {"model": trainable_state(res.net), "original": trainable_state(g.original.net),
                    "oracle": trainable_state(g.oracle.net)}
+        population = unlearned_population(cfg, ds, g, cell, device, res.timings) if g.population else None
         ctx = metric_context(ds, cfg, g, full, oracle_values=g.oracle_metrics, weights=weights,
                              timings=res.timings, curves=curves or None,
-                             oracle_curves=g.ref_curves.get("oracle"), levels=levels)
+                             oracle_curves=g.ref_curves.get("oracle"), levels=levels,
+                             population=population if isinstance(population, dict) else None)
         res.metrics, res.undefined = compute_metrics(ctx)
+        if isinstance(population, dict):
+            res.population = population_record(population)
+        if isinstance(population, str):  # every population metric is undefined, with the reason
+            for key in (m.name for _, m in METRICS.items() if "population" in m.requires):
+                res.metrics[key], res.undefined[key] = None, population
         res.curves, res.levels = curves, levels
         return res
     except MethodRefusal as e:  # the method declines this cell
@@ -82,7 +91,7 @@ def run_cell(cfg: Any, ds: ImageData, g: Group, cell: Cell, device: torch.device
 
 
 def _unlearn(cfg: Any, ds: ImageData, g: Group, cell: Cell, device: torch.device, diagnostics_path: Any,
-             res: CellResult) -> tuple[dict[str, Curve], Any]:
+             res: CellResult) -> tuple[dict[str, list[Curve]], Any]:
     """Sets ``res.net`` (and the timings, diagnostics and, for the reference rows, outputs);
     returns the relearning curves and levels."""
     cls = METHODS.get(cell.method)
@@ -113,5 +122,5 @@ def _unlearn(cfg: Any, ds: ImageData, g: Group, cell: Cell, device: torch.device
             callbacks[0].run(res.net, device)  # ddp_spawn: the callback ran in a worker
         curves = callbacks[0].curves if callbacks else {}
     if curves:
-        res.timings["attack_s"] = sum(c.seconds for c in curves.values())
+        res.timings["attack_s"] = sum(c.seconds for runs in curves.values() for c in runs)
     return curves, levels

@@ -2,9 +2,10 @@
 
 The split; theta_o and theta_r (trained by ``benchmark.reference`` with the dataset's
 recipe, or brought as checkpoints) and their cached outputs; the oracle's metrics;
-the memorisation check; the relearning attack plan with the references' own curves
-(cached); and RMIA's reference models (the other seeds' oracles, when every seed
-forgets the same D_f).
+the memorisation check; the relearning attack plan (its budget set by the oracle) with
+the references' own curves (cached); RMIA's reference models (the other seeds' oracles,
+when every seed forgets the same D_f); and, with ``eval.population.k``, the population
+of originals and oracles (:mod:`benchmark.stages.population`).
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import numpy as np
 import torch
 
 from benchmark.callbacks.relearn import (
+    CRITERIA,
     Curve,
     Levels,
     RelearnAttack,
     RelearnTarget,
-    convergence_step,
     default_budget,
     default_eval_every,
+    mean_delay,
 )
 from benchmark.config import attacker_config, to_dict
 from benchmark.data import ImageData
@@ -39,6 +41,7 @@ from benchmark.io import atomic_write_json, state_sha256
 from benchmark.metrics import MetricContext, ModelOutputs, compute_metrics
 from benchmark.models import trainable_state
 from benchmark.reference import Reference, get_reference
+from benchmark.stages.population import Population, prepare_population
 
 MEMORISATION_MIN_GAP = 5.0  # points of forget accuracy theta_o must hold over theta_r
 RMIA_SEEDS_DIFFER = ("the forget set differs between seeds, so the other seeds' oracles trained on part of it; "
@@ -47,25 +50,26 @@ RMIA_SEEDS_DIFFER = ("the forget set differs between seeds, so the other seeds' 
 
 @dataclass
 class AttackPlan:
-    """One group's relearning attack: data, levels, budget, attackers."""
+    """One group's relearning attack: data, levels, per-attacker budgets, attackers, repeats."""
 
     target: RelearnTarget
     levels: Levels
     attackers: dict[str, dict[str, Any]]
-    max_steps: int
-    eval_every: int
+    max_steps: dict[str, int]
+    eval_every: dict[str, int]
     seed: int
     original_state: dict[str, torch.Tensor]
     key: str  # hash of everything that determines an attack's curve besides the model
-    stop_after_tail: int | None = None  # attack.stop_after_tail: truncate curves K steps after T
+    stop_after_tail: int | None = None  # attack.stop_after_tail: truncate curves K steps after both criteria
+    repeats: int = 1  # attack.repeats: attack seeds per attacker
 
     def callback(self) -> RelearnAttack:
         return RelearnAttack(self.target, self.attackers, self.max_steps, self.eval_every, self.seed,
-                             self.original_state, target_loss=self.levels.target_loss,
-                             stop_after_tail=self.stop_after_tail)
+                             self.original_state, levels=self.levels, stop_after_tail=self.stop_after_tail,
+                             repeats=self.repeats)
 
     def cached_run(self, path: Path, net: torch.nn.Module, device: torch.device,
-                   ref_key: str | None = None) -> dict[str, Curve]:
+                   ref_key: str | None = None) -> dict[str, list[Curve]]:
         """Attacks a reference model once; its curves are cached beside the model.
 
         The file names what produced it: the reference key, this plan's key, the
@@ -88,7 +92,7 @@ class AttackPlan:
                                "another attack plan", "model_sha256": "were made from other weights",
                                "attackers": "were made by other attackers"}[diff[0]]
                     else:
-                        curves = {k: _checked_curve(v) for k, v in stored["curves"].items()}
+                        curves = {k: _checked_runs(v, self.repeats) for k, v in stored["curves"].items()}
                         if set(curves) != set(self.attackers):
                             why = "do not match the attackers"
                         else:
@@ -97,8 +101,15 @@ class AttackPlan:
                 why = f"are corrupt ({type(e).__name__}: {str(e)[:80]})"
             print(f"warning: cached attack curves {path} {why}; recomputing them", flush=True)
         curves = self.callback().run(net, device)
-        atomic_write_json(path, {**ident, "curves": {k: c.to_dict() for k, c in curves.items()}})
+        atomic_write_json(path, {**ident, "curves": {k: [c.to_dict() for c in runs] for k, runs in curves.items()}})
         return curves
+
+
+def _checked_runs(d: Any, repeats: int) -> list[Curve]:
+    """One attacker's stored curves, one per repeat, each checked."""
+    if not isinstance(d, list) or len(d) != repeats:
+        raise ValueError(f"expected {repeats} curves (one per repeat)")
+    return [_checked_curve(c) for c in d]
 
 
 def _checked_curve(d: Any) -> Curve:
@@ -136,7 +147,8 @@ class Group:
     rmia_refs: list[ModelOutputs] | None = None
     rmia_undefined: str | None = None
     attack: AttackPlan | None = None
-    ref_curves: dict[str, dict[str, Curve]] = field(default_factory=dict)  # original/oracle -> attacker -> curve
+    ref_curves: dict[str, dict[str, list[Curve]]] = field(default_factory=dict)  # original/oracle -> attacker -> runs
+    population: Population | None = None  # eval.population: K originals, 2K oracles and their confidences
 
 
 def metric_context(ds: ImageData, cfg: Any, g: Group, full: ModelOutputs, **extra: Any) -> MetricContext:
@@ -178,17 +190,23 @@ def prepare_group(cfg: Any, ds: ImageData, ratio: float | None, seed: int, devic
     if cfg.attack.enabled:
         g.attack = attack_plan(cfg, ds, g)
         adir = Path(cfg.cache_dir) / "attacks"
+        if budget_from_oracle(cfg):
+            calibrate_budget(g.attack, cfg, g.oracle, device, adir)
         for kind, ref in (("original", g.original), ("oracle", g.oracle)):
             t0 = time.perf_counter()
             g.ref_curves[kind] = g.attack.cached_run(adir / f"{ref.key}-{g.attack.key}.json", ref.net, device,
                                                      ref_key=ref.key)
-            print(f"[attack] {kind}: " + ", ".join(f"{a} T={_t(c, g.attack.levels)}" for a, c in
-                                                   g.ref_curves[kind].items())
+            print(f"[attack] {kind}: " + ", ".join(f"{a} T_acc={_t(c, g.attack.levels, 'acc')} "
+                                                   f"T={_t(c, g.attack.levels, 'loss')}"
+                                                   for a, c in g.ref_curves[kind].items())
                   + f" ({time.perf_counter() - t0:.1f} s)", flush=True)
+    g.population = prepare_population(cfg, ds, g, device)
     return g
 
 
 def attack_plan(cfg: Any, ds: ImageData, g: Group) -> AttackPlan:
+    """The group's attack with the fixed budget (``attack.epochs`` or ``attack.max_steps``);
+    :func:`calibrate_budget` replaces it with the oracle's when ``attack.budget=oracle``."""
     a, split = cfg.attack, g.split
     f_idx = torch.as_tensor(split.forget)
     if a.relearn_set == "forget":
@@ -211,15 +229,63 @@ def attack_plan(cfg: Any, ds: ImageData, g: Group) -> AttackPlan:
     target = RelearnTarget(tr_x, tr_y, ds.train_x[f_idx], ds.train_y[f_idx], g.transform)
     fo, fr = split_view(g.original_outputs, split)["forget"], split_view(g.oracle_outputs, split)["forget"]
     levels = Levels(float(fo.loss.mean()), float(fr.loss.mean()), float(fo.correct.mean() * 100),
-                    float(fr.correct.mean() * 100), float(a.delta))
+                    float(fr.correct.mean() * 100), float(a.delta), float(a.get("delta_acc", 0.05)))
     attackers = {str(name): attacker_config(str(name), cfg) for name in a.attackers}
-    bs = min(int(c.get("batch_size", 128)) for c in attackers.values())
-    max_steps = int(a.max_steps) if a.max_steps else default_budget(len(tr_y), bs, int(a.epochs))
-    every = int(a.eval_every) if a.eval_every else default_eval_every(max_steps)
+    max_steps, every = {}, {}
+    for name, c in attackers.items():
+        max_steps[name] = int(a.max_steps) if a.max_steps else default_budget(len(tr_y), int(c.get("batch_size", 128)),
+                                                                               int(a.epochs))
+        every[name] = int(a.eval_every) if a.eval_every else default_eval_every(max_steps[name])
     key = digest({"attack": to_dict(a), "attackers": attackers, "split": split.sha256, "seed": g.seed,
                   "transform": str(g.transform)}, 64)[:16]
     return AttackPlan(target, levels, attackers, max_steps, every, g.seed + int(a.seed),
-                      trainable_state(g.original.net), key, stop_after_tail=a.get("stop_after_tail"))
+                      trainable_state(g.original.net), key, stop_after_tail=a.get("stop_after_tail"),
+                      repeats=int(a.get("repeats", 1)))
+
+
+def budget_from_oracle(cfg: Any) -> bool:
+    """``attack.budget=oracle`` (the default) unless ``attack.max_steps`` fixes the budget."""
+    return str(cfg.attack.get("budget", "fixed")) == "oracle" and not cfg.attack.max_steps
+
+
+def calibrate_budget(plan: AttackPlan, cfg: Any, oracle: Reference, device: torch.device, adir: Path) -> None:
+    """Sets each attacker's budget from the oracle (docs/protocol.md s.4, "A budget the oracle sets").
+
+    The oracle is attacked (every repeat) until it meets every defined criterion, up to a hard
+    cap of ``attack.cap_epochs`` epochs of the relearn set, evaluated at the fixed budget's
+    resolution; its T_cal is the larger of its mean T per criterion. Every model of the group
+    then gets ``attack.budget_factor`` x T_cal steps (so any RCD up to that factor is resolved),
+    evaluated every max(1, budget // 100) steps. Where the oracle hit the cap, the budget is the
+    cap and the oracle's T stays censored: its RCDs are then undefined, never ratios of a bound.
+    The calibration curves are cached like the references' own."""
+    a = cfg.attack
+    criteria = [c for c in CRITERIA if (plan.levels.acc_undefined_reason if c == "acc"
+                                        else plan.levels.undefined_reason) is None]
+    if not criteria:
+        return  # nothing measurable to relearn: keep the fixed budget (every RCD is undefined anyway)
+    n_relearn = len(plan.target.train_y)
+    caps = {n: default_budget(n_relearn, int(c.get("batch_size", 128)), int(a.cap_epochs))
+            for n, c in plan.attackers.items()}
+    cal = AttackPlan(plan.target, plan.levels, plan.attackers, caps, dict(plan.eval_every), plan.seed,
+                     plan.original_state, f"{plan.key}-cal", stop_after_tail=0, repeats=plan.repeats)
+    t0 = time.perf_counter()
+    curves = cal.cached_run(adir / f"{oracle.key}-{cal.key}.json", oracle.net, device, ref_key=oracle.key)
+    factor = float(a.budget_factor)
+    notes = []
+    for name, runs in curves.items():
+        delays = [mean_delay(runs, plan.levels, c) for c in criteria]
+        if any(d.censored for d in delays):
+            plan.max_steps[name] = caps[name]
+            notes.append(f"{name} T_cal={caps[name]}+ (censored at attack.cap_epochs={a.cap_epochs}: its RCDs "
+                         "are undefined; raise attack.cap_epochs)")
+        else:
+            t_cal = max(d.mean for d in delays)
+            plan.max_steps[name] = max(1, math.ceil(factor * max(t_cal, 1.0)))
+            notes.append(f"{name} T_cal={t_cal:g} -> budget {plan.max_steps[name]}")
+        plan.eval_every[name] = int(a.eval_every) if a.eval_every else default_eval_every(plan.max_steps[name])
+    plan.key = digest({"plan": plan.key, "max_steps": plan.max_steps, "eval_every": plan.eval_every}, 64)[:16]
+    print(f"[attack] budget from the oracle (x{factor:g}): " + "; ".join(notes)
+          + f" ({time.perf_counter() - t0:.1f} s)", flush=True)
 
 
 def forget_fixed_across_seeds(cfg: Any) -> bool:
@@ -240,6 +306,6 @@ def attach_rmia_references(cfg: Any, ds: ImageData, groups: dict[int, Group]) ->
             g.rmia_undefined = RMIA_SEEDS_DIFFER
 
 
-def _t(curve: Curve, levels: Levels) -> str:
-    t, censored = convergence_step(curve, levels)
-    return f"{t}{'+' if censored else ''}"
+def _t(curves: list[Curve], levels: Levels, criterion: str) -> str:
+    d = mean_delay(curves, levels, criterion)
+    return f"{d.mean:g}{'+' if d.censored else ''}"

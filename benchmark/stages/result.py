@@ -38,6 +38,7 @@ class CellResult:
     curves: dict[str, Any] = field(default_factory=dict)
     levels: Any = None
     diagnostics: list[dict[str, float]] = field(default_factory=list)
+    population: dict[str, Any] | None = None  # per-example epsilons (eval.population), for figures
     net: Any = None  # the unlearned network (not serialised)
     outputs: Any = None  # its full outputs (not serialised)
 

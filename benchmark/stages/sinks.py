@@ -17,7 +17,7 @@ from typing import Any
 
 from benchmark.io import atomic_write_json
 from benchmark.metrics import progress_keys
-from benchmark.results import append_record, curves_path, row_label
+from benchmark.results import append_record, curves_path, population_path, row_label
 from benchmark.stages.result import CellResult
 
 
@@ -32,7 +32,10 @@ class ResultsSink:
     def write(self, res: CellResult, record: dict[str, Any]) -> None:
         if res.status == "ok" and res.curves:
             atomic_write_json(curves_path(self.out, res.cell.cell_id), {
-                "levels": res.levels_dict(), "curves": {k: c.to_dict() for k, c in res.curves.items()}})
+                "levels": res.levels_dict(),
+                "curves": {k: [c.to_dict() for c in runs] for k, runs in res.curves.items()}})
+        if res.status == "ok" and res.population:
+            atomic_write_json(population_path(self.out, res.cell.cell_id), res.population)
         append_record(self.out, record)
 
 
@@ -76,11 +79,13 @@ class WandbSink:
                 last = max(last, step)
             values = {k: v for k, v in res.metrics.items() if isinstance(v, (int, float))}
             run.log(values, step=last + 1)
-            target = (res.levels_dict() or {}).get("L_star", 0.0)
-            for attacker, curve in res.curves.items():
+            target = (res.levels_dict() or {}).get("A_star", 0.0)
+            for attacker, runs in res.curves.items():
+                curve = runs[0]  # repeat 0 (every repeat is in OUT/curves/<cell_id>.json)
                 run.log({f"relearn/{attacker}/curve": wandb.plot.line_series(
-                    xs=curve.steps, ys=[curve.loss, [target] * len(curve.steps)], keys=["forget loss", "target L*"],
-                    title=f"relearning ({attacker})", xname="attack step")}, step=last + 1)
+                    xs=curve.steps, ys=[curve.acc, [target] * len(curve.steps)],
+                    keys=["forget accuracy", "target A*"], title=f"relearning ({attacker}, repeat 0)",
+                    xname="attack step")}, step=last + 1)
             run.summary.update(values)
             run.finish()
             self.logged += 1

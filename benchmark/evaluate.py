@@ -19,13 +19,13 @@ from benchmark.data.splits import Split
 from benchmark.data.transforms import BatchTransform
 from benchmark.io import state_sha256
 from benchmark.metrics import ModelOutputs, SplitOutputs, save_outputs
-from benchmark.metrics.outputs import read_outputs
+from benchmark.metrics.outputs import OutputsFormatError, read_outputs
 
 
 @torch.no_grad()
 def predict(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, transform: BatchTransform,
             device: torch.device, batch_size: int = 1024) -> SplitOutputs:
-    """Per-example logits (float16) and cross-entropy (float32) of ``net`` on uint8 images."""
+    """Per-example logits and cross-entropy (both float32) of ``net`` on uint8 images."""
     was_training = net.training
     net.eval().to(device)
     logits, losses = [], []
@@ -33,11 +33,11 @@ def predict(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, transfor
         x = transform(images[start:start + batch_size].to(device), train=False)
         y = labels[start:start + batch_size].to(device)
         out = net(x).float()  # [B, C]
-        logits.append(out.half().cpu())
+        logits.append(out.cpu())
         losses.append(F.cross_entropy(out, y, reduction="none").cpu())
     net.train(was_training)
     n_cls = getattr(getattr(net, "fc", None), "out_features", 0)
-    cat_logits = torch.cat(logits).numpy() if logits else np.zeros((0, n_cls), np.float16)
+    cat_logits = torch.cat(logits).numpy() if logits else np.zeros((0, n_cls), np.float32)
     cat_loss = torch.cat(losses).numpy() if losses else np.zeros(0, np.float32)
     return SplitOutputs(logits=cat_logits, labels=labels.numpy().astype(np.int64), loss=cat_loss)
 
@@ -70,8 +70,9 @@ def cached_outputs(path: Path, net: nn.Module, ds: ImageData, split: Split, tran
     """Loads a model's full outputs from ``path`` or computes and stores them.
 
     The file names the SHA-256 of the model state and of the split it was computed
-    from; a file of another model or split (e.g. one copied over another), or one
-    that is truncated or corrupt, is reported in one warning line and rebuilt."""
+    from; a file of another model or split (e.g. one copied over another), one of
+    another format version (version 1 kept float16 logits), or one that is truncated
+    or corrupt, is reported in one warning line and rebuilt."""
     expect = {"model_sha256": state_sha256(net), "split_sha256": split.sha256}
     if path.exists():
         why = None
@@ -83,6 +84,8 @@ def cached_outputs(path: Path, net: nn.Module, ds: ImageData, split: Split, tran
                 why = "were computed on another split"
             elif len(full.get("train", ())) != len(split.train) or not {"train", "val", "test"} <= set(full):
                 why = "do not cover this split"
+        except OutputsFormatError as e:
+            why = f"were {e}"
         except Exception as e:  # noqa: BLE001 - any unreadable cache means: rebuild it
             why = f"are corrupt ({type(e).__name__}: {str(e)[:80]})"
         if why is None:

@@ -84,17 +84,17 @@ def test_true_prob_and_accuracy_by_hand():
     logits = np.array([[0.0, math.log(3.0), 0.0], [0.0, math.log(3.0), 0.0]], np.float32)
     # softmax = [1, 3, 1] / 5
     so = SplitOutputs(logits, np.array([1, 0]), np.zeros(2))
-    np.testing.assert_allclose(so.true_prob, [0.6, 0.2], rtol=1e-3)  # float16 logits
+    np.testing.assert_allclose(so.true_prob, [0.6, 0.2], rtol=1e-6)  # float32 logits
     assert so.pred.tolist() == [1, 1]
     assert so.correct.tolist() == [True, False]
     assert so.accuracy == 50.0
-    assert so.logits.dtype == np.float16 and so.labels.dtype == np.int64
+    assert so.logits.dtype == np.float32 and so.labels.dtype == np.int64
     assert so.loss.dtype == np.float32
 
 
 def test_true_prob_is_stable_for_huge_logits():
-    # 1e6 is beyond float16: clipped to 65504, so finite; the true-label prob underflows to 0.
-    so = SplitOutputs(np.array([[1e6, 0.0], [1e6, 0.0]]), np.array([0, 1]), np.zeros(2))
+    # 1e39 is beyond float32: clipped to 3.4e38, so finite; the true-label prob underflows to 0.
+    so = SplitOutputs(np.array([[1e39, 0.0], [1e39, 0.0]]), np.array([0, 1]), np.zeros(2))
     assert np.isfinite(so.logits).all()
     assert so.true_prob.tolist() == [1.0, 0.0]
     assert so.n_nonfinite == 0
@@ -110,10 +110,14 @@ def test_split_outputs_validation_and_empty():
     assert isinstance(e.accuracy, Undefined) and "empty" in e.accuracy.reason
 
 
-def test_inf_float16_logits_are_clipped_and_empty_splits_may_have_no_classes():
-    so = SplitOutputs(np.array([[np.inf, 0.0], [0.0, -np.inf]], np.float16), [0, 1], np.zeros(2))
-    assert so.logits.tolist() == [[65504.0, 0.0], [0.0, -65504.0]]
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_inf_logits_are_clipped_and_empty_splits_may_have_no_classes(dtype):
+    so = SplitOutputs(np.array([[np.inf, 0.0], [0.0, -np.inf]], dtype), [0, 1], np.zeros(2))
+    big = float(np.finfo(np.float32).max)
+    assert so.logits.dtype == np.float32 and so.logits.tolist() == [[big, 0.0], [0.0, -big]]
     assert so.accuracy == 50.0 and so.true_prob.tolist() == [1.0, 0.0]
+    extreme = SplitOutputs(np.array([[-np.inf, np.inf]], dtype), [0], np.zeros(1))  # -max - max: no overflow
+    assert extreme.true_prob.tolist() == [0.0] and extreme.n_nonfinite == 0
     e = SplitOutputs(np.zeros((0, 0), np.float16), np.zeros(0, np.int64), np.zeros(0))
     assert len(e) == 0 and e.pred.shape == (0,)
     assert isinstance(e.accuracy, Undefined)
@@ -179,6 +183,88 @@ def test_load_detects_truncation_corruption_and_tampering(tmp_path):
             with zf.open(f"{k}.npy", "w") as f:
                 np.lib.format.write_array(f, a)
     assert load_outputs(path) is None
+
+
+def test_logits_are_kept_in_float32_so_near_ties_keep_their_order(tmp_path):
+    # 10.0 and 10.003 are one float16 value (spacing 0.0078 there): float16 storage made this a tie,
+    # which argmax gave to class 0.
+    logits = np.array([[10.0, 10.003, 0.0], [10.003, 10.0, 0.0]], np.float32)
+    so = SplitOutputs(logits, np.array([1, 1]), ce(logits, np.array([1, 1])))
+    assert so.pred.tolist() == [1, 0] and so.accuracy == 50.0
+    save_outputs(tmp_path / "o.npz", {"test": so})
+    back = load_outputs(tmp_path / "o.npz")
+    assert back is not None and back["test"].logits.dtype == np.float32
+    np.testing.assert_array_equal(back["test"].logits, logits)
+    assert back["test"].pred.tolist() == [1, 0]
+
+
+def _write_v1_outputs(path, outputs: dict[str, SplitOutputs], provenance: dict | None = None) -> None:
+    """An outputs file exactly as format 1 wrote it: float16 logits, a v1 digest, ``"format": 1``."""
+    import hashlib
+
+    arrays = {}
+    for split, so in outputs.items():
+        arrays[f"{split}.logits"] = np.clip(so.logits, -65504, 65504).astype(np.float16)
+        arrays[f"{split}.labels"] = so.labels
+        arrays[f"{split}.loss"] = so.loss
+    h = hashlib.sha256(b"unlearn-bench outputs v1")
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"\0{name}\0{a.dtype.str}\0{a.shape}\0".encode())
+        h.update(a.tobytes())
+    meta = {"format": 1, "splits": list(outputs), "sha256": h.hexdigest(), **(provenance or {})}
+    np.savez(path, **arrays, __meta__=np.array(json.dumps(meta)))
+
+
+def test_an_old_float16_outputs_file_is_not_read_as_current(tmp_path):
+    from benchmark.metrics.outputs import OutputsFormatError, read_outputs
+
+    path = tmp_path / "old.npz"
+    _write_v1_outputs(path, _outputs())
+    with pytest.raises(OutputsFormatError, match="format 1"):
+        read_outputs(path)
+    assert load_outputs(path) is None
+    # a current-format file whose logits are not float32 is refused too
+    save_outputs(path, _outputs())
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(str(arrays.pop("__meta__")[()]))
+    arrays = {k: (a.astype(np.float16) if k.endswith(".logits") else a) for k, a in arrays.items()}
+    from benchmark.metrics.outputs import _digest
+
+    meta["sha256"] = _digest(arrays)
+    np.savez(path, **arrays, __meta__=np.array(json.dumps(meta)))
+    with pytest.raises(ValueError, match="not float32"):
+        read_outputs(path)
+
+
+def test_cached_outputs_recompute_an_old_float16_file_with_one_warning(tmp_path, digits, capsys):
+    from benchmark.data.splits import make_split
+    from benchmark.data.transforms import BatchTransform
+    from benchmark.evaluate import cached_outputs, full_outputs
+    from benchmark.io import state_sha256
+    from benchmark.metrics.outputs import read_outputs
+    from benchmark.models import build_model
+
+    split = make_split(digits.train_y.numpy(), "random", 0.1, seed=0, train_subset=300)
+    tf = BatchTransform(tuple(digits.mean), tuple(digits.std))
+    torch.manual_seed(0)
+    net = build_model("digits_mlp", digits.num_classes, digits.in_channels)
+    cpu = torch.device("cpu")
+    fresh = full_outputs(net, digits, split, tf, cpu)
+    path = tmp_path / "o.npz"
+    # the right model and split, only the format is old: still recomputed, never trusted
+    _write_v1_outputs(path, fresh, {"model_sha256": state_sha256(net), "split_sha256": split.sha256})
+    capsys.readouterr()
+    full = cached_outputs(path, net, digits, split, tf, cpu)
+    warned = capsys.readouterr().out.splitlines()
+    assert warned == [f"warning: cached outputs {path} were written in format 1; this version reads format 2 "
+                      "(float32 logits); recomputing them"]
+    assert full["test"].logits.dtype == np.float32
+    np.testing.assert_array_equal(full["test"].logits, fresh["test"].logits)
+    assert read_outputs(path)[1]["format"] == 2  # rewritten in the current format
+    cached_outputs(path, net, digits, split, tf, cpu)  # now a silent hit
+    assert capsys.readouterr().out == ""
 
 
 # ---------------------------------------------------------------- accuracy

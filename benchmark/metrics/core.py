@@ -136,7 +136,7 @@ class MetricContext:
     forget_classes: list[int] | None
     num_classes: int
     reference_outputs: list[ModelOutputs] = field(default_factory=list)
-    mia_shadow_max: int = 5000
+    mia_shadow_max: int = 10000
     seed: int = 0
     rmia_offline_a: float = 0.3
     rmia_gamma: float = 1.0

@@ -58,6 +58,38 @@ def balanced_sample(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.
     return np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)
 
 
+def stratified_sample(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of a sample of size ``n``, without replacement, that keeps the class proportions.
+
+    Class c (with N_c of the N examples) gets ``floor(n * N_c / N)`` examples; the
+    few left over go one each to the classes with the largest remainders (ties in
+    random order). ``n == N`` gives every index. The result is sorted.
+
+    Args:
+        labels: int [N] class of each example.
+        n: Sample size, 0 <= n <= N.
+        rng: Source of randomness.
+    """
+    labels = np.asarray(labels)
+    total = labels.shape[0]
+    if not 0 <= n <= total:
+        raise BenchmarkError(f"cannot draw {n} of {total} examples")
+    if n == total:
+        return np.arange(total, dtype=np.int64)
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts * n
+    quota = exact // total
+    tie_break = rng.permutation(len(classes))
+    by_remainder = np.lexsort((tie_break, -(exact % total)))  # largest remainder first
+    quota[by_remainder[: n - int(quota.sum())]] += 1
+    picked = [
+        rng.choice(np.flatnonzero(labels == cls), size=q, replace=False)
+        for cls, q in zip(classes, quota, strict=True)
+        if q
+    ]
+    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)
+
+
 def svc_mia_efficacy(
     shadow_member_feat: np.ndarray, shadow_nonmember_feat: np.ndarray, target_feat: np.ndarray
 ) -> float:
@@ -70,7 +102,9 @@ def svc_mia_efficacy(
     x = np.concatenate([shadow_member_feat, shadow_nonmember_feat]).astype(np.float64)
     y = np.concatenate([np.ones(len(shadow_member_feat)), np.zeros(len(shadow_nonmember_feat))])
     clf = SVC(C=3.0, gamma="auto", kernel="rbf").fit(x.reshape(-1, 1), y)
-    pred = clf.predict(np.asarray(target_feat, dtype=np.float64).reshape(-1, 1))
+    # Each distinct feature value is predicted once: the same predictions, fewer kernel rows.
+    values, inverse = np.unique(np.asarray(target_feat, dtype=np.float64), return_inverse=True)
+    pred = clf.predict(values.reshape(-1, 1))[inverse.reshape(-1)]
     return 100.0 * float(np.mean(pred == 0))
 
 
@@ -97,11 +131,7 @@ def _efficacy(ctx: MetricContext) -> tuple[float, int] | Undefined:
         if bad is not None:
             return bad
     members = balanced_sample(retain.labels, n, ctx.rng("eval/mia/efficacy/members"))
-    nonmembers = (
-        np.arange(test.n)
-        if n == test.n
-        else np.sort(ctx.rng("eval/mia/efficacy/nonmembers").choice(test.n, n, replace=False))
-    )
+    nonmembers = stratified_sample(test.labels, n, ctx.rng("eval/mia/efficacy/nonmembers"))
     value = svc_mia_efficacy(
         retain.true_prob[members], test.true_prob[nonmembers], forget.true_prob
     )
@@ -112,17 +142,21 @@ def _efficacy(ctx: MetricContext) -> tuple[float, int] | Undefined:
 def mia_efficacy(ctx: MetricContext) -> float | Undefined:
     """MIA-efficacy (SalUn-compatible): percent of D_f that a confidence attack calls non-member.
 
-    Feature: softmax probability of the true label. Shadow members (label 1): a
-    class-balanced sample of D_r; shadow non-members (label 0): D_test; both sides
-    have n = min(|D_r|, |D_test|, mia_shadow_max) examples (D_test uniformly
-    subsampled when larger; ``eval/mia/shadow_n`` reports n). An
-    ``SVC(C=3, gamma="auto", kernel="rbf")`` fit on the shadow set predicts on D_f;
-    the value is 100 * share of D_f predicted non-member. Higher means more
-    forgetting; the oracle's value is the target. Undefined for an empty D_f, or
-    when D_r or D_test is empty (one shadow class only).
+    Feature: softmax probability of the true label. Both sides of the shadow set
+    have n = min(|D_r|, |D_test|, mia_shadow_max) examples (``eval/mia/shadow_n``),
+    as many as the data allow under the cap (10,000 by default: all of CIFAR-10's
+    test set). Shadow members (label 1): a class-balanced sample of D_r; shadow
+    non-members (label 0): all of D_test when n = |D_test|, else a sample that
+    keeps D_test's class proportions. An ``SVC(C=3, gamma="auto", kernel="rbf")``
+    fit on the shadow set predicts on D_f; the value is 100 * share of D_f
+    predicted non-member. Higher means more forgetting; the oracle's value is the
+    target. Undefined for an empty D_f, or when D_r or D_test is empty (one
+    shadow class only).
 
-    Departures from SalUn's code: the shadow members there are the first |D_test|
-    examples of D_r (not class-balanced), and nothing is capped.
+    Departures from SalUn's code (``main_forget.py``: the first |D_test| examples
+    of D_r, or all of a smaller D_r, against all of D_test): the members are a
+    seeded class-balanced sample rather than the first ones, both sides always
+    have n examples, and each side is capped at ``mia_shadow_max``.
     """
     result = ctx.cached("mia_efficacy", lambda: _efficacy(ctx))
     return result if isinstance(result, Undefined) else result[0]

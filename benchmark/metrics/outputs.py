@@ -29,9 +29,11 @@ log = logging.getLogger(__name__)
 #: The splits a model is evaluated on (docs/protocol.md section 1).
 SPLITS: tuple[str, ...] = ("forget", "retain", "val", "test")
 
-_FORMAT_VERSION = 1
+#: Version 2: logits stored as float32 (version 1 stored float16, which flipped near-tied
+#: predictions); a file of another version is never read as current.
+_FORMAT_VERSION = 2
 _META_KEY = "__meta__"
-_F16_MAX = float(np.finfo(np.float16).max)
+_F32_MAX = float(np.finfo(np.float32).max)
 _SPLIT_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _FIELDS = ("logits", "labels", "loss")
 
@@ -40,13 +42,13 @@ _FIELDS = ("logits", "labels", "loss")
 class SplitOutputs:
     """One model's outputs on one split, one row per example, in the split's order.
 
-    Inputs are converted on construction: ``logits`` to float16 (values beyond the
-    float16 range, and +-inf, are clipped to +-65504, so a diverged model gives huge
-    but finite logits; NaN stays NaN), ``labels`` to int64, ``loss`` to float32. An
-    empty split may have shape [0, C] or [0, 0].
+    Inputs are converted on construction: ``logits`` to float32 (values beyond the
+    float32 range, and +-inf, are clipped to +-3.4028235e38, so a diverged model gives
+    huge but finite logits; NaN stays NaN), ``labels`` to int64, ``loss`` to float32.
+    An empty split may have shape [0, C] or [0, 0].
 
     Attributes:
-        logits: float16 [N, C] raw model outputs.
+        logits: float32 [N, C] raw model outputs.
         labels: int64 [N] true labels in [0, C).
         loss: float32 [N] per-example cross-entropy (computed by the caller in
             float32 from the unrounded logits).
@@ -62,8 +64,12 @@ class SplitOutputs:
             raise BenchmarkError(f"logits must have shape [N, C] with C >= 1, got {logits.shape}")
         if logits.size and not np.issubdtype(logits.dtype, np.floating):
             raise BenchmarkError(f"logits must be floating point, got {logits.dtype}")
-        if logits.dtype != np.float16 or np.isinf(logits).any():
-            logits = np.clip(logits, -_F16_MAX, _F16_MAX).astype(np.float16)
+        if logits.dtype != np.float32:
+            # clip where the float32 range is representable (float16's inf would stay inf), then cast
+            wide = logits if logits.dtype.itemsize >= 8 else logits.astype(np.float64)
+            logits = np.clip(wide, -_F32_MAX, _F32_MAX).astype(np.float32)
+        elif np.isinf(logits).any():
+            logits = np.clip(logits, -_F32_MAX, _F32_MAX)
         labels = np.asarray(self.labels)
         if labels.ndim != 1 or labels.shape[0] != logits.shape[0]:
             raise BenchmarkError(f"labels must have shape [{logits.shape[0]}], got {labels.shape}")
@@ -109,13 +115,15 @@ class SplitOutputs:
         """float32 [N] softmax probability of the true label.
 
         Computed in float32 after subtracting each row's maximum, so it never
-        overflows; it underflows to 0 only where the true logit is more than ~100
-        below the row's maximum.
+        overflows upwards (a clipped -3.4e38 minus a +3.4e38 maximum gives -inf, whose
+        exp is the right 0); it underflows to 0 only where the true logit is more
+        than ~100 below the row's maximum.
         """
         if self.n == 0:
             return np.zeros(0, dtype=np.float32)
-        z = self.logits.astype(np.float32)
-        z -= z.max(axis=1, keepdims=True)
+        z = self.logits.astype(np.float32)  # a copy
+        with np.errstate(over="ignore"):
+            z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return (e[np.arange(self.n), self.labels] / e.sum(axis=1)).astype(np.float32)
 
@@ -145,6 +153,10 @@ class SplitOutputs:
 
 #: One model's outputs per split; keys are usually "forget", "retain", "val", "test".
 ModelOutputs: TypeAlias = dict[str, SplitOutputs]
+
+
+class OutputsFormatError(ValueError):
+    """An outputs file written in another format version (e.g. version 1, float16 logits)."""
 
 
 def _digest(arrays: dict[str, np.ndarray]) -> str:
@@ -188,13 +200,17 @@ def read_outputs(path: str | os.PathLike[str]) -> tuple[ModelOutputs, dict]:
     """Reads outputs written by :func:`save_outputs` with their metadata.
 
     Raises:
-        Exception: the file is missing, truncated, corrupt, of another format
-            version or fails its SHA-256 check.
+        OutputsFormatError: the file is of another format version (e.g. version 1,
+            float16 logits).
+        Exception: the file is missing, truncated, corrupt or fails its SHA-256 check.
     """
     with np.load(Path(path), allow_pickle=False) as npz:
         meta = json.loads(str(npz[_META_KEY][()]))
         if not isinstance(meta, dict) or meta.get("format") != _FORMAT_VERSION:
-            raise ValueError(f"format {meta.get('format') if isinstance(meta, dict) else meta!r}")
+            got = meta.get("format") if isinstance(meta, dict) else meta
+            raise OutputsFormatError(
+                f"written in format {got!r}; this version reads format {_FORMAT_VERSION} (float32 logits)"
+            )
         splits = list(meta["splits"])
         names = {f"{s}.{f}" for s in splits for f in _FIELDS}
         if set(npz.files) != names | {_META_KEY}:
@@ -202,6 +218,9 @@ def read_outputs(path: str | os.PathLike[str]) -> tuple[ModelOutputs, dict]:
         arrays = {name: npz[name] for name in names}
     if _digest(arrays) != meta["sha256"]:
         raise ValueError("SHA-256 mismatch")
+    bad = [s for s in splits if arrays[f"{s}.logits"].dtype != np.float32]
+    if bad:
+        raise ValueError(f"{bad[0]}.logits are {arrays[f'{bad[0]}.logits'].dtype}, not float32")
     return {s: SplitOutputs(*(arrays[f"{s}.{f}"] for f in _FIELDS)) for s in splits}, meta
 
 
@@ -218,6 +237,9 @@ def load_outputs(path: str | os.PathLike[str]) -> ModelOutputs | None:
         return None
     try:
         return read_outputs(path)[0]
+    except OutputsFormatError as e:
+        log.warning("outputs cache %s was %s; recomputing", path, e)
+        return None
     except Exception as e:  # noqa: BLE001 - a corrupt file can fail in many ways; all mean "recompute"
         log.warning("outputs cache %s is unreadable (%s); recomputing", path, e)
         return None

@@ -84,7 +84,7 @@ SCHEMA: dict[str, Rule] = {
     "attack.cap_epochs": integer(1, eg="100"),
     "attack.seed": integer(0, SEED_MAX, eg="0"),
     "eval.batch_size": integer(1, eg="1024"),
-    "eval.mia_shadow_max": integer(1, eg="5000"),
+    "eval.mia_shadow_max": integer(1, eg="10000"),
     "logger.name": string(("wandb", "none", None, False)),
     "logger.project": string(eg="unlearn-bench"),
     "logger.mode": string(("auto", "offline", "online", "disabled")),

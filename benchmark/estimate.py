@@ -5,8 +5,10 @@ run's model on the run's device (synthetic images of the dataset's shape, random
 forked so that no result changes), counts the images each stage pushes through the
 network, and prints one line per stage. On a CPU with an estimate over an hour it adds
 one line naming the faster settings. Counts are upper bounds where the plan cannot know
-more: reference models are counted as not cached, and a method as passing over D_r each
-epoch (``epochs`` x |D_r|), which is what most methods do.
+more: reference models are counted as not cached, a method as passing over D_r each
+epoch (``epochs`` x |D_r|), which is what most methods do, and the attack budget as the
+fixed one (``attack.epochs``; with ``attack.budget=oracle`` it is 5 x the oracle's T, known
+only once the oracle has relearned), times ``attack.repeats``.
 """
 
 from __future__ import annotations
@@ -83,23 +85,29 @@ def stage_images(cfg: Any, plan: Any, n_train: int, n_test: int) -> dict[str, tu
     ref_train = ref_eval = unlearn = evaluation = att_train = att_eval = 0.0
     a = cfg.attack
     attackers = [str(n) for n in a.attackers] if a.enabled else []
+    repeats = int(a.get("repeats", 1) or 1)
+    k = int(((cfg.get("eval") or {}).get("population") or {}).get("k") or 0)
     for ratio, _seed in groups:
         r = float(ratio) if ratio is not None else 0.1
         n_f = max(1, round(r * n_train))
         ref_train += int(recipe.epochs) * (n_train + (n_train - n_f))  # theta_o on D, theta_r on D_r
         ref_eval += 2 * (n_train + n_test)
         cells = [c for c in plan.todo if (c.ratio, c.seed) == (ratio, _seed)]
-        attacked = 2 + sum(1 for c in cells if c.method not in ("original", "retrain"))
+        # the two references, the oracle's budget calibration, then every method cell
+        attacked = 3 + sum(1 for c in cells if c.method not in ("original", "retrain"))
         for name in attackers:
             bs = int(attacker_config(name, cfg).get("batch_size", 128))
+            # attack.budget=oracle is only known once the oracle relearned: its fixed stand-in is counted
             steps = int(a.max_steps) if a.max_steps else int(a.epochs) * math.ceil(n_f / bs)
             every = int(a.eval_every) if a.eval_every else max(1, steps // 100)
-            att_train += attacked * steps * min(bs, n_f)
-            att_eval += attacked * (steps // every + 1) * n_f
+            att_train += repeats * attacked * steps * min(bs, n_f)
+            att_eval += repeats * attacked * (steps // every + 1) * n_f
+        # eval.population: K originals and 2K oracles (beyond the group's own two), K runs of each method
+        ref_train += int(recipe.epochs) * ((k - 1) * n_train + (2 * k - 1) * (n_train - n_f)) if k else 0
         for c in cells:
             if c.method in ("original", "retrain"):
                 continue
-            unlearn += int(c.hparams.get("epochs", 1) or 1) * (n_train - n_f)
+            unlearn += (1 + k) * int(c.hparams.get("epochs", 1) or 1) * (n_train - n_f)
             evaluation += n_train + n_test
     return {"references": (ref_train, ref_eval), "unlearning": (unlearn, 0.0), "attacks": (att_train, att_eval),
             "evaluation": (0.0, evaluation)}

@@ -43,7 +43,7 @@ from benchmark.losses import ce
 from benchmark.models import build_model
 from benchmark.module import Batch, UnlearnData, UnlearnModule
 from benchmark.training import fit, world_size
-from benchmark.version import PROTOCOL_VERSION
+from benchmark.version import REFERENCE_PROTOCOL
 
 if TYPE_CHECKING:
     from benchmark.data import ImageData
@@ -129,7 +129,7 @@ def reference_key(kind: str, cfg: Any, split: Split, seed: int, checkpoint_sha25
         fields: dict[str, Any] = {
             "kind": kind, "checkpoint_sha256": checkpoint_sha256 or file_sha256(path), "model": str(cfg.model),
             "dataset": str(data.name), "train_subset": data.train_subset, "split_seed": int(data.split_seed),
-            "d_hash": d_hash, "normalize": normalize_override(cfg), "protocol": PROTOCOL_VERSION,
+            "d_hash": d_hash, "normalize": normalize_override(cfg), "protocol": REFERENCE_PROTOCOL,
         }
         return f"{kind}-file-{_hash(fields)[:20]}"
     fields = {
@@ -142,7 +142,7 @@ def reference_key(kind: str, cfg: Any, split: Split, seed: int, checkpoint_sha25
         "recipe": dict(data.recipe),
         "augment": dict(data.augment),
         "seed": int(seed),
-        "protocol": PROTOCOL_VERSION,
+        "protocol": REFERENCE_PROTOCOL,
     }
     norm = normalize_override(cfg)
     if norm is not None:  # only when set, so that default keys (and caches) stay valid

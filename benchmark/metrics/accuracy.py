@@ -92,3 +92,17 @@ def test_forgotten_acc(ctx: MetricContext) -> float | Undefined:
 def test_remaining_acc(ctx: MetricContext) -> float | Undefined:
     """Class scenario: accuracy on the test examples of the remaining classes (percent; = TA)."""
     return _subset_accuracy(_test_by_class(ctx, forgotten=False), "test (remaining classes)")
+
+
+@register_metric("eval/test_near/acc", "higher", class_only=True)
+def test_near_acc(ctx: MetricContext) -> float | Undefined:
+    """Class scenario: accuracy on the test examples of the remaining classes nearest the forgotten ones
+    (the two with the highest mean softmax of the original on the forgotten classes' test images): where
+    over-unlearning shows first (percent)."""
+    if not ctx.near_classes:
+        return Undefined("no nearest classes were determined for this group")
+    test = ctx.split("test")
+    if isinstance(test, Undefined):
+        return test
+    return _subset_accuracy(test.subset(np.isin(test.labels, np.asarray(ctx.near_classes, dtype=np.int64))),
+                            "test (nearest classes)")

@@ -129,6 +129,8 @@ class MetricContext:
         levels: The relearning levels (``Levels``) of the group.
         population: ``{"forget"|"retain": (unlearned [K, M], oracles [K, M])}`` logit-scaled
             confidences of a population of models on a fixed set of examples (``eval.population``).
+        near_classes: Class scenario: the remaining classes nearest the forgotten ones (by the
+            original's mean softmax on the forgotten classes' test images), for over-unlearning.
         rmia_undefined: Why RMIA has no references here (the forget set differs between seeds).
     """
 
@@ -147,6 +149,7 @@ class MetricContext:
     oracle_curves: Mapping[str, Any] | None = None
     levels: Any = None
     population: Mapping[str, Any] | None = None
+    near_classes: list[int] | None = None
     rmia_undefined: str | None = None
     values: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)

@@ -149,6 +149,7 @@ class Group:
     attack: AttackPlan | None = None
     ref_curves: dict[str, dict[str, list[Curve]]] = field(default_factory=dict)  # original/oracle -> attacker -> runs
     population: Population | None = None  # eval.population: K originals, 2K oracles and their confidences
+    near_classes: list[int] | None = None  # class scenario: the remaining classes nearest the forgotten ones
 
 
 def metric_context(ds: ImageData, cfg: Any, g: Group, full: ModelOutputs, **extra: Any) -> MetricContext:
@@ -156,7 +157,7 @@ def metric_context(ds: ImageData, cfg: Any, g: Group, full: ModelOutputs, **extr
     return MetricContext(outputs=split_view(full, g.split), forget_classes=g.split.forget_classes,
                          num_classes=ds.num_classes, reference_outputs=g.rmia_refs or [],
                          mia_shadow_max=int(cfg.eval.mia_shadow_max), seed=g.seed,
-                         rmia_undefined=g.rmia_undefined, **extra)
+                         rmia_undefined=g.rmia_undefined, near_classes=g.near_classes, **extra)
 
 
 def prepare_group(cfg: Any, ds: ImageData, ratio: float | None, seed: int, device: torch.device) -> Group:
@@ -179,6 +180,7 @@ def prepare_group(cfg: Any, ds: ImageData, ratio: float | None, seed: int, devic
     outdir, bs = Path(cfg.cache_dir) / "outputs", int(cfg.eval.batch_size)
     full = {k: cached_outputs(outdir / f"{r.key}.npz", r.net, ds, split, tf, device, bs) for k, r in refs.items()}
     g = Group(ratio, seed, split, tf, refs["original"], refs["oracle"], full["original"], full["oracle"], {}, [])
+    g.near_classes = nearest_classes(split_view(g.original_outputs, split), split.forget_classes)
     g.oracle_metrics, _ = compute_metrics(metric_context(ds, cfg, g, g.oracle_outputs))
     o_acc = compute_metrics(metric_context(ds, cfg, g, g.original_outputs), ["eval/forget/acc"])[0]["eval/forget/acc"]
     r_acc = g.oracle_metrics["eval/forget/acc"]
@@ -286,6 +288,26 @@ def calibrate_budget(plan: AttackPlan, cfg: Any, oracle: Reference, device: torc
     plan.key = digest({"plan": plan.key, "max_steps": plan.max_steps, "eval_every": plan.eval_every}, 64)[:16]
     print(f"[attack] budget from the oracle (x{factor:g}): " + "; ".join(notes)
           + f" ({time.perf_counter() - t0:.1f} s)", flush=True)
+
+
+NEAR_CLASSES = 2  # remaining classes scored by eval/test_near/acc in the class scenario
+
+
+def nearest_classes(outputs: ModelOutputs, forget_classes: list[int] | None) -> list[int] | None:
+    """The NEAR_CLASSES remaining classes with the highest mean softmax of theta_o on the forgotten
+    classes' test images (None outside the class scenario or without such images)."""
+    test = outputs.get("test")
+    if not forget_classes or test is None or not test.n:
+        return None
+    mask = np.isin(test.labels, np.asarray(forget_classes, dtype=np.int64))
+    if not mask.any():
+        return None
+    z = test.logits[mask].astype(np.float64)
+    p = np.exp(z - z.max(1, keepdims=True))
+    mean = (p / p.sum(1, keepdims=True)).mean(0)
+    mean[np.asarray(forget_classes, dtype=np.int64)] = -1.0
+    k = min(NEAR_CLASSES, int((mean >= 0).sum()))
+    return sorted(int(c) for c in np.argsort(-mean, kind="stable")[:k])
 
 
 def forget_fixed_across_seeds(cfg: Any) -> bool:

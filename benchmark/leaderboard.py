@@ -163,7 +163,9 @@ def interval_line(group: dict[str, Any]) -> str:
     n_text = (f"n = {ns[0]} seeds" if len(ns) == 1 else f"n = {ns[0]}-{ns[-1]} seeds per method") if ns else "n = 0"
     return (f"Each cell: mean ± half-width of the 95% Student-t interval over seeds (t with n-1 degrees of "
             f"freedom × sample std / √n; `(n=1)` means a single seed, no interval); {n_text} (seeds {seeds}). "
-            f"Ranked by mean Avg Gap, lower is better; `{REFERENCE}` is the oracle reference, not ranked.")
+            f"Ranked by mean Avg Gap, lower is better; `{REFERENCE}` is the oracle reference, not ranked. "
+            "Avg Gap's MIA-efficacy term reads confidences, so rescaling the logits moves it; RCD (accuracy "
+            "criterion) and FQ cannot be moved that way (docs/protocol.md s.3-4).")
 
 
 def footnotes(group: dict[str, Any]) -> list[str]:

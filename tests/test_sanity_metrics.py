@@ -2,7 +2,8 @@
 digits configuration (the original memorises D_f there): rescaling the logits changes no prediction,
 so the headline RCD_acc of a temperature-scaled original is 0 and its forgetting quality is no better
 than the original's; no cheat is as close to the oracle's population as the oracle's own held-out
-models, and none beats an honest one-shot method's Avg Gap."""
+models or as SSD, an honest one-shot method, and every cheat's RCD_acc is far from the oracle's 1 in
+the two-sided reading (a destroyed head is "hard to relearn", which the raw RCD would reward)."""
 
 from __future__ import annotations
 
@@ -49,9 +50,9 @@ def test_rescaled_logits_gain_nothing_on_the_new_metrics(records, cheat):
 @pytest.mark.parametrize("cheat", CHEATS)
 def test_no_cheat_looks_like_the_oracle(records, cheat):
     m = records[cheat]
-    assert m["pop/forget/quality"] < records["retrain"]["pop/forget/quality"]
+    assert m["pop/forget/quality"] < min(records["retrain"]["pop/forget/quality"], records["ssd"]["pop/forget/quality"])
     assert m["pop/forget/ulira_acc"] > records["retrain"]["pop/forget/ulira_acc"] + 10
-    assert m["gap/avg"] > records["ssd"]["gap/avg"]
+    assert m["relearn/sgd/rcd_acc_dist"] > 0.5
 
 
 def test_the_oracle_reference_line(records):

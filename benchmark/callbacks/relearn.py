@@ -388,7 +388,9 @@ class RelearnAttack(L.Callback):
                     self.stop_after_tail, progress or line.update))
                 line.close()
             while len(self.curves[name]) < self.repeats:  # identical by construction (_distinct_repeats)
-                self.curves[name].append(copy.deepcopy(self.curves[name][0]))
+                twin = copy.deepcopy(self.curves[name][0])
+                twin.seconds = 0.0  # not run: the attack's time is counted once
+                self.curves[name].append(twin)
         return self.curves
 
     def _distinct_repeats(self, cfg: dict[str, Any]) -> int:

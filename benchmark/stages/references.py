@@ -254,8 +254,9 @@ def calibrate_budget(plan: AttackPlan, cfg: Any, oracle: Reference, device: torc
     """Sets each attacker's budget from the oracle (docs/protocol.md s.4, "A budget the oracle sets").
 
     The oracle is attacked (every repeat) until it meets every defined criterion, up to a hard
-    cap of ``attack.cap_epochs`` epochs of the relearn set, evaluated at the fixed budget's
-    resolution; its T_cal is the larger of its mean T per criterion. Every model of the group
+    cap of ``attack.cap_epochs`` epochs of the relearn set, evaluated every 1% of the cap; its
+    T_cal is the larger of its mean T per criterion (the oracle's own T values are then measured
+    again within the budget, on the same grid as every other model's). Every model of the group
     then gets ``attack.budget_factor`` x T_cal steps (so any RCD up to that factor is resolved),
     evaluated every max(1, budget // 100) steps. Where the oracle hit the cap, the budget is the
     cap and the oracle's T stays censored: its RCDs are then undefined, never ratios of a bound.
@@ -268,7 +269,9 @@ def calibrate_budget(plan: AttackPlan, cfg: Any, oracle: Reference, device: torc
     n_relearn = len(plan.target.train_y)
     caps = {n: default_budget(n_relearn, int(c.get("batch_size", 128)), int(a.cap_epochs))
             for n, c in plan.attackers.items()}
-    cal = AttackPlan(plan.target, plan.levels, plan.attackers, caps, dict(plan.eval_every), plan.seed,
+    # 1% of the cap: T_cal only sizes the budget (the group's T values come from the budgeted runs)
+    every = {n: int(a.eval_every) if a.eval_every else default_eval_every(caps[n]) for n in caps}
+    cal = AttackPlan(plan.target, plan.levels, plan.attackers, caps, every, plan.seed,
                      plan.original_state, f"{plan.key}-cal", stop_after_tail=0, repeats=plan.repeats)
     t0 = time.perf_counter()
     curves = cal.cached_run(adir / f"{oracle.key}-{cal.key}.json", oracle.net, device, ref_key=oracle.key)

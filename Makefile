@@ -8,7 +8,7 @@ PRESET  ?=
 OUT     ?= outputs/$(DATASET)
 ARGS    ?=
 
-.PHONY: help install bench test lint report clean-cache
+.PHONY: help install bench tune test lint report clean-cache
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 14
@@ -19,12 +19,15 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@echo "[install] pip install -e '.[dev]' into $(VENV) (first time: a few minutes)"
 	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
-	@$(BIN)/python -c "import torch, lightning, wandb, omegaconf, sklearn" && touch $(STAMP)
+	@$(BIN)/python -c "import torch, lightning, wandb, omegaconf, sklearn, optuna" && touch $(STAMP)
 
 SWEEP   ?= $(if $(filter-out digits,$(DATASET)),$(if $(wildcard configs/sweep/$(DATASET).yaml),$(DATASET)))
 
 bench: $(STAMP)  ## digits: every method, random 10%, seed 0; other DATASETs: configs/sweep/DATASET.yaml; ARGS=k=v adds overrides
 	$(BIN)/python -m benchmark run dataset=$(DATASET) $(if $(SWEEP),sweep=$(SWEEP)) $(if $(PRESET),preset=$(PRESET)) output_dir=$(OUT) $(ARGS)
+
+tune: $(STAMP)  ## tune every method on DATASET with the same budget (tune.* keys); writes configs/tuned/, OUT/tune/
+	$(BIN)/python -m benchmark tune dataset=$(DATASET) $(if $(PRESET),preset=$(PRESET)) output_dir=$(OUT) $(ARGS)
 
 test: $(STAMP)  ## run the test suite
 	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m pytest

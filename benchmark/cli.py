@@ -18,9 +18,11 @@ USAGE = """usage:
   python -m benchmark list methods|datasets|models|metrics|presets [imports=[...]]
   python -m benchmark check METHOD [imports=[my_pkg.mod]]   the conformance checks of `make test`, on one method
   python -m benchmark report OUTPUT_DIR           leaderboard.md/.html and figures from results.jsonl
+  python -m benchmark tune [KEY=VALUE ...]       tune every method's search_space (tune.* keys), equal budgets
 examples:
   python -m benchmark run dataset=digits methods=[original,retrain,finetune] seeds=[0,1,2]
   python -m benchmark run preset=cifar10_cpu data.root=data/cifar10
+  python -m benchmark tune dataset=digits tune.trials=20 && python -m benchmark run tuned=true
 """
 
 
@@ -95,8 +97,8 @@ def _check(args: list[str]) -> int:
     return 1 if failed else 0
 
 
-def _run(args: list[str]) -> int:
-    """``run``: SIGTERM (preemption, a Kubernetes shutdown) and SIGINT (Ctrl-C) stop it
+def _run(args: list[str], command: str = "run") -> int:
+    """``run`` (and ``tune``): SIGTERM (preemption, a Kubernetes shutdown) and SIGINT (Ctrl-C) stop it
     cleanly at any moment: the cell in flight is abandoned (nothing of it is written; a
     cell being written is finished first), one line says what was done and how to
     resume, and the status is 128 + the signal (143, 130), never 0."""
@@ -107,6 +109,11 @@ def _run(args: list[str]) -> int:
     main_thread = threading.current_thread() is threading.main_thread()  # handlers can only be set there
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)} if main_thread else {}
     try:
+        if command == "tune":
+            from benchmark.tune import tune
+
+            reports = tune(args)  # a killed or interrupted tune resumes where it stopped
+            return 0 if all(r.best is not None for r in reports) else 1
         from benchmark.config import compose_grid
         from benchmark.runner import Runner
 
@@ -123,7 +130,10 @@ def _run(args: list[str]) -> int:
         for s in previous:  # a second signal must not cut the clean-up
             signal.signal(s, signal.SIG_IGN)
         _stop_children()
-        print(_interrupted_line(signal.Signals(signum).name, runners), file=sys.stderr, flush=True)
+        line = (f"interrupted by {signal.Signals(signum).name}; finished trials are in the study storage, "
+                "rerun the same command to resume" if command == "tune"
+                else _interrupted_line(signal.Signals(signum).name, runners))
+        print(line, file=sys.stderr, flush=True)
         return 128 + int(signum)
     except OSError as e:  # a full disk, a lost mount: one line, finished cells kept
         where = f" {e.filename}" if e.filename else ""
@@ -181,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     try:
-        if ns.command == "run":
-            return _run(ns.args)
+        if ns.command in ("run", "tune"):
+            return _run(ns.args, ns.command)
         if ns.command == "report":
             from benchmark.report import write_leaderboard
 
@@ -199,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if ns.command == "check":
             return _check(ns.args)
-        raise BenchmarkError(f"unknown command {ns.command!r}; use run, list, check or report "
+        raise BenchmarkError(f"unknown command {ns.command!r}; use run, tune, list, check or report "
                              "(see python -m benchmark --help)")
     except BenchmarkError as e:
         print(f"error: {e}", file=sys.stderr)

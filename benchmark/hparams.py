@@ -9,7 +9,9 @@ order (later wins):
    YAML chain, then ``method_defaults`` and ``method_args.<base>``, then the variant's
    own YAML knobs, so an ablation differs from its base in exactly the knob it names;
 3. ``method_defaults.<key>`` (every method that accepts the key);
-4. ``method_args.<name>.<key>``.
+4. with ``tuned=true``, the method's tuned values (``configs/tuned/*.yaml``, written by
+   ``python -m benchmark tune``; :mod:`benchmark.tuned`);
+5. ``method_args.<name>.<key>``.
 
 Every key is checked against the signature with a did-you-mean, and
 ``method_args.<name>`` for a method that does not exist is an error, before any
@@ -100,10 +102,13 @@ def _method_cfg(cfg: Any, key: str) -> dict[str, Any]:
 
 
 def resolve(name: str, cfg: Any = None, *, method_defaults: Mapping[str, Any] | None = None,
-            method_args: Mapping[str, Any] | None = None) -> dict[str, Any]:
+            method_args: Mapping[str, Any] | None = None, tuned: Mapping[str, Any] | None = None
+            ) -> dict[str, Any]:
     """The fully resolved keyword arguments of method ``name`` (see the module docstring).
 
-    ``method_defaults``/``method_args`` default to ``cfg.method_defaults``/``cfg.method_args``.
+    ``method_defaults``/``method_args`` default to ``cfg.method_defaults``/``cfg.method_args``;
+    ``tuned`` is the method's tuned values (a layer after ``method_defaults``, before any
+    ``method_args``, so an explicit argument still wins).
     """
     from benchmark.module import METHODS
 
@@ -120,17 +125,19 @@ def resolve(name: str, cfg: Any = None, *, method_defaults: Mapping[str, Any] | 
         out.update(knobs)
         if i == 0:  # the registered class: the shared overrides apply on top of its layer
             out.update({k: v for k, v in common.items() if k in accepted})
+            out.update(dict(tuned or {}))  # a variant's tuned values never name its own knobs (search_space)
         out.update(_plain(per.get(layer)))
     return out
 
 
-def declared(name: str, cfg: Any) -> dict[str, Any]:
+def declared(name: str, cfg: Any, tuned: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The arguments a method runs with when the user changes nothing: its signature, YAML and
-    the dataset's and preset's declared overrides (``configs/dataset/*.yaml`` ``overrides:``)."""
+    the dataset's and preset's declared overrides (``configs/dataset/*.yaml`` ``overrides:``),
+    and its ``tuned`` values when it runs tuned."""
     from benchmark.config import declared_method_overrides
 
     common, per = declared_method_overrides(cfg)
-    return resolve(name, cfg, method_defaults=common, method_args=per)
+    return resolve(name, cfg, method_defaults=common, method_args=per, tuned=tuned)
 
 
 def variant_label(resolved: Mapping[str, Any], base: Mapping[str, Any]) -> str:
@@ -203,3 +210,16 @@ def validate_search_space(name: str, cls: type) -> None:
         if not ok:
             raise BenchmarkError(f"{cls.__name__}.search_space[{k!r}] = {spec!r}; use (kind, low, high) with kind "
                                  "in log|float|int (low < high, log: low > 0) or ('categorical', [choices])")
+
+
+def search_space(name: str) -> dict[str, tuple[Any, ...]]:
+    """What a search varies for method ``name``: its class's checked ``search_space`` less the
+    knobs its variant YAML fixes (``ieu_no_ascent`` is searched with alpha held at 0, so that
+    tuning never undoes an ablation). ``{}`` for a method with nothing to tune."""
+    cls = _registered_class(name)
+    if cls.uses_recipe:
+        return {}
+    validate_search_space(name, cls)
+    fixed = {k for _, knobs in variant_chain(name)[1:] for k in knobs}
+    return {k: tuple(v) if v[0] != "categorical" else ("categorical", list(v[1]))
+            for k, v in (getattr(cls, "search_space", None) or {}).items() if k not in fixed}

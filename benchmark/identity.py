@@ -11,7 +11,8 @@ protocol version). Its hashes:
   fingerprint is stale and rerun;
 - ``row_key``: the identity without the seed: records that share it are the seeds of
   one table row, and nothing else is ever pooled with them;
-- ``table_key``: the identity without seed, method and hyperparameters: one table.
+- ``table_key``: the identity without seed, method and hyperparameters (and their source,
+  ``hparams_source: tuned``, which only tuned cells carry): one table.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def code_fingerprint(cls: type) -> dict[str, Any]:
 def cell_keys(identity: dict[str, Any], fingerprint: str) -> dict[str, str]:
     """``config_id``, ``cell_id``, ``row_key`` and ``table_key`` of a cell identity."""
     no_seed = {k: v for k, v in identity.items() if k not in ("seed", "forget_draw")}
-    table = {k: v for k, v in no_seed.items() if k not in ("method", "method_class", "hparams")}
+    table = {k: v for k, v in no_seed.items() if k not in ("method", "method_class", "hparams", "hparams_source")}
     config_id = digest(identity)
     return {"config_id": config_id, "cell_id": digest([config_id, fingerprint]),
             "row_key": digest([no_seed, fingerprint]), "table_key": digest(table)}

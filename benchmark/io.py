@@ -86,6 +86,20 @@ def signals_held() -> Iterator[None]:
         raise Interrupted(_received)
 
 
+@contextmanager
+def signals_released() -> Iterator[None]:
+    """Inside a held section, a part that a signal cuts at once: :class:`Interrupted` is raised
+    there (at entry, for a signal that arrived while held), and the section around stays held."""
+    global _held
+    saved, _held = _held, 0
+    try:
+        if _received is not None:
+            raise Interrupted(_received)
+        yield
+    finally:
+        _held = saved
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Writes ``data`` to ``path`` through a unique temporary file and a rename."""
     path = Path(path)

@@ -114,7 +114,7 @@ class Runner:
             return
         rows = [("original", "original", g.ref_curves.get("original", {})),
                 ("retrain", "retrain", g.ref_curves.get("oracle", {}))]
-        rows += [(row_label(r.cell.method, r.cell.variant), r.cell.method, r.curves)
+        rows += [(row_label(r.cell.method, r.cell.variant, r.cell.hparams_source), r.cell.method, r.curves)
                  for r in results if r.status == "ok" and r.cell.method not in ("original", "retrain")]
         levels = {"A_star": g.attack.levels.target_acc, "A_r": g.attack.levels.acc_oracle}
         name = f"relearn-{self.cfg.dataset}-{self.cfg.forget.scenario}-r{ratio}-s{seed}.png"

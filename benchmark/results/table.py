@@ -51,9 +51,14 @@ def method_args(record: Mapping[str, Any]) -> dict[str, Any]:
     return args if isinstance(args, dict) else {}
 
 
-def row_label(method: str, variant: str) -> str:
-    """``method`` at its defaults, ``method{variant}`` otherwise."""
-    return f"{method}{{{variant}}}" if variant else method
+TUNED_SUFFIX = " [tuned]"
+
+
+def row_label(method: str, variant: str, source: str | None = None) -> str:
+    """``method`` at its defaults, ``method{variant}`` otherwise; `` [tuned]`` appended for a row
+    whose hyperparameters come from a tuned file (``hparams_source: tuned``)."""
+    label = f"{method}{{{variant}}}" if variant else method
+    return label + (TUNED_SUFFIX if source == "tuned" else "")
 
 
 def _short(v: Any) -> str:
@@ -149,7 +154,8 @@ def load_table(source: Source, current_fingerprints: Mapping[str, str] | None = 
 
 def _unique_labels(df: pd.DataFrame) -> list[str]:
     """Row labels; two rows of one table that would read the same get their row_key appended."""
-    labels = [row_label(m, v) for m, v in zip(df["method"], df["variant"], strict=True)]
+    labels = [row_label(m, v, rec.get("hparams_source"))
+              for m, v, rec in zip(df["method"], df["variant"], df["record"], strict=True)]
     rows_of: dict[tuple[str, str], set[str]] = defaultdict(set)
     for tk, rk, label in zip(df["table_key"], df["row_key"], labels, strict=True):
         rows_of[(tk, label)].add(rk)

@@ -23,6 +23,7 @@ from benchmark.models import MODELS
 from benchmark.module import METHODS
 from benchmark.schema import check_config
 from benchmark.training import eval_device, world_size
+from benchmark.tuned import tuned_layers
 from benchmark.version import PROTOCOL_VERSION
 
 REFERENCE_ROWS = ("original", "retrain")
@@ -41,6 +42,8 @@ class Cell:
     keys: dict[str, str]  # config_id, cell_id, row_key, table_key
     code: dict[str, Any]
     skip_reason: str | None = None  # the method refuses this scenario (listed explicitly)
+    hparams_source: str = "defaults"  # "tuned": a tuned file's values are a layer of hparams
+    tuned: dict[str, Any] | None = None  # the tuned file, its sha256, the setting and study
 
     @property
     def cell_id(self) -> str:
@@ -183,6 +186,7 @@ def check_plan(cfg: Any) -> tuple[list[str], list[float | None], list[int], tupl
     seeds = [int(s) for s in cfg.seeds]
     if not seeds:
         raise BenchmarkError("seeds is empty; give at least one, e.g. seeds=[0]")
+    tuned_layers(cfg, methods, ratios, seeds)  # tuned=...: the file and every entry the run needs
     return methods, ratios, seeds, parse_shard(cfg.get("shard")), unfit
 
 
@@ -197,17 +201,23 @@ def make_plan(cfg: Any, done: dict[str, dict[str, Any]]) -> Plan:
         torch.set_num_threads(int(cfg.trainer.cpu_threads))
     keep = ("ok",) if cfg.get("retry_failed") else ("ok", "failed", "skipped")
     cells, todo, stale = [], [], []
+    tuned = tuned_layers(cfg, methods, ratios, seeds)
     for m in methods:
-        hp = hparams.resolve(m, cfg)
-        variant = hparams.variant_label(hp, hparams.declared(m, cfg))
         code = code_fingerprint(METHODS.get(m))
         for ratio in ratios:
+            t = tuned.get((m, ratio))
+            hp = hparams.resolve(m, cfg, tuned=t.params if t else None)
+            # a tuned row's label names only what differs from its tuned values ("finetune [tuned]")
+            variant = hparams.variant_label(hp, hparams.declared(m, cfg, tuned=t.params if t else None))
             for seed in seeds:
                 if not in_shard(shard, cfg.dataset, cfg.forget.scenario, ratio, seed):
                     continue
                 ident = cell_identity(cfg, m, ratio, seed, hp)
+                if t:  # never pooled with a default row, even where the values coincide
+                    ident["hparams_source"] = "tuned"
                 keys = cell_keys(ident, code["fingerprint"])
-                cell = Cell(m, ratio, seed, hp, variant, ident, keys, code, unfit.get(m))
+                cell = Cell(m, ratio, seed, hp, variant, ident, keys, code, unfit.get(m),
+                            "tuned" if t else "defaults", t.source if t else None)
                 cells.append(cell)
                 prev = done.get(keys["config_id"])
                 if prev is not None and prev.get("cell_id") == keys["cell_id"] and prev.get("status") in keep:

@@ -65,13 +65,15 @@ class CellResult:
         attackers = sorted({k.split("/")[1] for k in self.metrics if k.startswith("relearn/")})
         rec: dict[str, Any] = {
             **c.keys, "status": self.status, "dataset": str(cfg.dataset), "model": str(cfg.model),
-            "method": c.method, "variant": c.variant, "hparams": c.hparams, "hparams_source": "defaults",
+            "method": c.method, "variant": c.variant, "hparams": c.hparams, "hparams_source": c.hparams_source,
             "scenario": str(cfg.forget.scenario), "ratio": c.ratio, "seed": c.seed, "split_hash": self.split_hash,
             "protocol_version": PROTOCOL_VERSION, "identity": c.identity, "code": c.code,
             "config": to_dict(cfg), "versions": package_versions(), "git": git_revision(),
             "warnings": self.warnings, "reference": self.reference_keys, "world_size": self.world_size,
             "effective_batch": self.effective_batch, "time": time.time(),
         }
+        if c.tuned:
+            rec["tuned"] = c.tuned  # the tuned file (path, sha256), the forget setting and the study
         if self.status == "ok":
             rec.update(metrics=self.metrics, undefined=self.undefined,
                        directions={k: d for k, d in metric_directions(attackers).items() if k in self.metrics})

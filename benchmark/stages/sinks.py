@@ -63,7 +63,7 @@ class WandbSink:
 
             self.dir.mkdir(parents=True, exist_ok=True)
             c = res.cell
-            label = row_label(c.method, c.variant)
+            label = row_label(c.method, c.variant, c.hparams_source)
             run = wandb.init(
                 project=self.project, mode=self.mode, dir=str(self.dir),
                 group=f"{record['dataset']}/{record['scenario']}/{record['ratio']}", job_type=c.method,
@@ -112,7 +112,7 @@ class Progress:
         self.n += 1
         eta = (time.perf_counter() - self.t0) / self.n * (self.total - self.n)
         c = res.cell
-        label = row_label(c.method, c.variant)
+        label = row_label(c.method, c.variant, c.hparams_source)
         head = f"[{self.n}/{self.total}] {label:<16} ratio={c.ratio} seed={c.seed}"
         if res.status != "ok":
             print(f"{head}  {res.status.upper()}: {res.error}  ETA {eta:.0f} s", flush=True)

@@ -6,6 +6,7 @@ import copy
 import csv
 import os
 import sys
+import time
 
 import pytest
 import torch
@@ -21,9 +22,22 @@ GLOO_THREADS = {"pt_gloo_runloop", "gloo_tcp_loop"}
 def _thread_names() -> set[str]:
     names = set()
     for tid in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{tid}/comm") as f:
-            names.add(f.read().strip())
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                names.add(f.read().strip())
+        except FileNotFoundError:  # the thread ended while we listed
+            continue
     return names
+
+
+def _eventually(cond, timeout: float = 10.0) -> bool:
+    """Polls ``cond`` (threads start and get their names asynchronously; under load that can lag)."""
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or not dist.is_available(),
@@ -37,11 +51,11 @@ def test_spawn_worker_teardown_destroys_the_group_and_joins_its_threads(tmp_path
     dist.init_process_group("gloo", store=store, rank=0, world_size=1)
     try:
         dist.all_reduce(torch.ones(1))  # the group starts its worker threads on the first collective
-        assert GLOO_THREADS <= _thread_names()
+        assert _eventually(lambda: GLOO_THREADS <= _thread_names()), _thread_names()
         trainer.strategy.teardown()
         assert not dist.is_initialized()
         # joined while the interpreter is whole, not left running into its finalization
-        assert not GLOO_THREADS & _thread_names()
+        assert _eventually(lambda: not GLOO_THREADS & _thread_names()), _thread_names()
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

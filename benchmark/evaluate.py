@@ -94,3 +94,14 @@ def cached_outputs(path: Path, net: nn.Module, ds: ImageData, split: Split, tran
     full = full_outputs(net, ds, split, transform, device, batch_size)
     save_outputs(path, full, expect)
     return full
+
+
+def non_finite(net: torch.nn.Module, full: ModelOutputs | None) -> str | None:
+    """Why a model cannot be scored: a non-finite weight or buffer, or non-finite outputs."""
+    for name, t in net.state_dict().items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            return f"the unlearned model has non-finite values in {name}; lower the learning rate or fix the method"
+    for split, so in (full or {}).items():
+        if so.n_nonfinite:
+            return f"the unlearned model gives non-finite outputs on {so.n_nonfinite} {split} example(s)"
+    return None

@@ -14,6 +14,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from benchmark.metrics.population import example_scores  # noqa: E402
 from benchmark.results import load_curves, load_population  # noqa: E402
 
 
@@ -233,7 +234,7 @@ def plot_forgetting_quality(output_dir: str | Path, rows: list[Row], cell_rows: 
     for label, _, s in pts:
         hw = _half(s)
         if s.get("n") == 1 and len(eps.get(label) or []) > 1:  # one seed: the interval over forget examples
-            scores = np.exp2(-np.floor(np.asarray(eps[label]) / 0.5))
+            scores = example_scores(eps[label])
             hw = float(1.96 * scores.std(ddof=1) / np.sqrt(len(scores)))
         half.append(hw)
     ax.barh(y, [_mean(s) for _, _, s in pts], xerr=half, capsize=3,

@@ -184,6 +184,12 @@ def per_example_epsilon(
     return np.maximum(best, 0.0)
 
 
+def example_scores(eps: np.ndarray, bin_width: float = 0.5) -> np.ndarray:
+    """Per-example scores ``2 ** -floor(eps / bin_width)`` (1, 1/2, 1/4, ...), whose mean is
+    :func:`forgetting_quality`."""
+    return np.exp2(-np.floor(np.asarray(eps, dtype=np.float64) / bin_width))
+
+
 def forgetting_quality(eps: np.ndarray, bin_width: float = 0.5) -> float:
     """The challenge's binned aggregate of per-example epsilons, in (0, 1]; higher is better forgetting.
 
@@ -206,7 +212,7 @@ def forgetting_quality(eps: np.ndarray, bin_width: float = 0.5) -> float:
         raise ValueError("epsilons must be finite and >= 0")
     if not bin_width > 0:
         raise ValueError(f"bin_width must be > 0, got {bin_width}")
-    return float(np.mean(np.exp2(-np.floor(e / bin_width))))
+    return float(np.mean(example_scores(e, bin_width)))
 
 
 def _gaussian_loglik(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -360,7 +366,7 @@ def forget_quality_hw(ctx: MetricContext) -> float | Undefined:
     eps = _eps(ctx, "forget")
     if isinstance(eps, Undefined):
         return eps
-    scores = np.exp2(-np.floor(eps / 0.5))
+    scores = example_scores(eps)
     return float(1.96 * scores.std(ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else Undefined(
         "one forget example: no interval")
 

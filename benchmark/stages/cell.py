@@ -23,26 +23,15 @@ from benchmark.callbacks.relearn import Curve
 from benchmark.data import ImageData
 from benchmark.diagnostics import DiagnosticsLogger
 from benchmark.errors import MethodRefusal
-from benchmark.evaluate import full_outputs
-from benchmark.metrics import METRICS, ModelOutputs, compute_metrics
+from benchmark.evaluate import full_outputs, non_finite
+from benchmark.metrics import METRICS, compute_metrics
 from benchmark.models import trainable_state
-from benchmark.module import METHODS, UnlearnData
+from benchmark.module import METHODS
 from benchmark.stages.plan import Cell
 from benchmark.stages.population import population_record, unlearned_population
 from benchmark.stages.references import Group, metric_context
 from benchmark.stages.result import CellResult
 from benchmark.training import fit, world_size
-
-
-def non_finite(net: torch.nn.Module, full: ModelOutputs | None) -> str | None:
-    """Why a model cannot be scored: a non-finite weight or buffer, or non-finite outputs."""
-    for name, t in net.state_dict().items():
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            return f"the unlearned model has non-finite values in {name}; lower the learning rate or fix the method"
-    for split, so in (full or {}).items():
-        if so.n_nonfinite:
-            return f"the unlearned model gives non-finite outputs on {so.n_nonfinite} {split} example(s)"
-    return None
 
 
 def run_cell(cfg: Any, ds: ImageData, g: Group, cell: Cell, device: torch.device, diagnostics_path: Any) -> CellResult:
@@ -108,11 +97,7 @@ def _unlearn(cfg: Any, ds: ImageData, g: Group, cell: Cell, device: torch.device
         curves = g.ref_curves.get("oracle", {})
     else:
         L.seed_everything(cell.seed, workers=True, verbose=False)
-        data = UnlearnData(images=ds.train_x, labels=ds.train_y, forget=torch.as_tensor(g.split.forget),
-                           retain=torch.as_tensor(g.split.retain), transform=g.transform,
-                           num_classes=ds.num_classes, scenario=g.split.scenario,
-                           forget_classes=g.split.forget_classes, seed=cell.seed)
-        module = cls(copy.deepcopy(g.original.net), data, **cell.hparams)
+        module = cls(copy.deepcopy(g.original.net), g.unlearn_data(ds, cell.seed), **cell.hparams)
         callbacks = [g.attack.callback()] if g.attack else []
         logger = DiagnosticsLogger(diagnostics_path)
         res.timings["unlearn_s"] = fit(module, cfg.trainer, callbacks, logger=logger)

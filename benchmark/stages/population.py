@@ -23,9 +23,9 @@ import torch
 
 from benchmark.data import ImageData
 from benchmark.errors import BenchmarkError, MethodRefusal
-from benchmark.evaluate import predict
+from benchmark.evaluate import non_finite, predict
 from benchmark.metrics.population import epsilon_cap, logit_confidence, per_example_epsilon
-from benchmark.module import METHODS, UnlearnData
+from benchmark.module import METHODS
 from benchmark.reference import get_reference
 from benchmark.stages.plan import Cell
 from benchmark.training import fit
@@ -117,15 +117,12 @@ def unlearned_population(cfg: Any, ds: ImageData, g: Any, cell: Cell, device: to
     try:
         for i, net in enumerate(pop.originals):
             L.seed_everything(i, workers=True, verbose=False)
-            data = UnlearnData(images=ds.train_x, labels=ds.train_y, forget=torch.as_tensor(g.split.forget),
-                               retain=torch.as_tensor(g.split.retain), transform=g.transform,
-                               num_classes=ds.num_classes, scenario=g.split.scenario,
-                               forget_classes=g.split.forget_classes, seed=i)
-            module = cls(copy.deepcopy(net), data, **cell.hparams)
+            module = cls(copy.deepcopy(net), g.unlearn_data(ds, i), **cell.hparams)
             fit(module, cfg.trainer, [], logger=None)
             member = module.net.cpu()
-            if any(t.is_floating_point() and not torch.isfinite(t).all() for t in member.state_dict().values()):
-                return f"population member {i}: the unlearned model has non-finite weights"
+            why = non_finite(member, None)
+            if why:
+                return f"population member {i}: {why}"
             rows.append(confidences(member, ds, pop.indices, g.transform, device, int(cfg.eval.batch_size)))
     except MethodRefusal as e:
         return f"population member {len(rows)}: {e}"

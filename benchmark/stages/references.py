@@ -40,6 +40,7 @@ from benchmark.identity import digest
 from benchmark.io import atomic_write_json, state_sha256
 from benchmark.metrics import MetricContext, ModelOutputs, compute_metrics
 from benchmark.models import trainable_state
+from benchmark.module import UnlearnData
 from benchmark.reference import Reference, get_reference
 from benchmark.stages.population import Population, prepare_population
 
@@ -151,6 +152,13 @@ class Group:
     population: Population | None = None  # eval.population: K originals, 2K oracles and their confidences
     near_classes: list[int] | None = None  # class scenario: the remaining classes nearest the forgotten ones
 
+    def unlearn_data(self, ds: ImageData, seed: int) -> UnlearnData:
+        """What a method unlearns in this group: D_f and D_r of the split, the group's transform."""
+        s = self.split
+        return UnlearnData(images=ds.train_x, labels=ds.train_y, forget=torch.as_tensor(s.forget),
+                           retain=torch.as_tensor(s.retain), transform=self.transform, num_classes=ds.num_classes,
+                           scenario=s.scenario, forget_classes=s.forget_classes, seed=seed)
+
 
 def metric_context(ds: ImageData, cfg: Any, g: Group, full: ModelOutputs, **extra: Any) -> MetricContext:
     """A model's metric context in this group (its outputs, the scenario, RMIA references)."""
@@ -237,12 +245,17 @@ def attack_plan(cfg: Any, ds: ImageData, g: Group) -> AttackPlan:
     for name, c in attackers.items():
         max_steps[name] = int(a.max_steps) if a.max_steps else default_budget(len(tr_y), int(c.get("batch_size", 128)),
                                                                                int(a.epochs))
-        every[name] = int(a.eval_every) if a.eval_every else default_eval_every(max_steps[name])
+        every[name] = _eval_every(a, max_steps[name])
     key = digest({"attack": to_dict(a), "attackers": attackers, "split": split.sha256, "seed": g.seed,
                   "transform": str(g.transform)}, 64)[:16]
     return AttackPlan(target, levels, attackers, max_steps, every, g.seed + int(a.seed),
                       trainable_state(g.original.net), key, stop_after_tail=a.get("stop_after_tail"),
                       repeats=int(a.get("repeats", 1)))
+
+
+def _eval_every(a: Any, steps: int) -> int:
+    """``attack.eval_every``, or 1% of ``steps``."""
+    return int(a.eval_every) if a.eval_every else default_eval_every(steps)
 
 
 def budget_from_oracle(cfg: Any) -> bool:
@@ -270,7 +283,7 @@ def calibrate_budget(plan: AttackPlan, cfg: Any, oracle: Reference, device: torc
     caps = {n: default_budget(n_relearn, int(c.get("batch_size", 128)), int(a.cap_epochs))
             for n, c in plan.attackers.items()}
     # 1% of the cap: T_cal only sizes the budget (the group's T values come from the budgeted runs)
-    every = {n: int(a.eval_every) if a.eval_every else default_eval_every(caps[n]) for n in caps}
+    every = {n: _eval_every(a, caps[n]) for n in caps}
     cal = AttackPlan(plan.target, plan.levels, plan.attackers, caps, every, plan.seed,
                      plan.original_state, f"{plan.key}-cal", stop_after_tail=0, repeats=plan.repeats)
     t0 = time.perf_counter()
@@ -287,7 +300,7 @@ def calibrate_budget(plan: AttackPlan, cfg: Any, oracle: Reference, device: torc
             t_cal = max(d.mean for d in delays)
             plan.max_steps[name] = max(1, math.ceil(factor * max(t_cal, 1.0)))
             notes.append(f"{name} T_cal={t_cal:g} -> budget {plan.max_steps[name]}")
-        plan.eval_every[name] = int(a.eval_every) if a.eval_every else default_eval_every(plan.max_steps[name])
+        plan.eval_every[name] = _eval_every(a, plan.max_steps[name])
     plan.key = digest({"plan": plan.key, "max_steps": plan.max_steps, "eval_every": plan.eval_every}, 64)[:16]
     print(f"[attack] budget from the oracle (x{factor:g}): " + "; ".join(notes)
           + f" ({time.perf_counter() - t0:.1f} s)", flush=True)

@@ -7,6 +7,7 @@ DATASET ?= digits
 PRESET  ?=
 OUT     ?= outputs/$(DATASET)
 ARGS    ?=
+TUNED   ?= auto
 
 .PHONY: help install bench tune test lint report clean-cache
 
@@ -23,8 +24,8 @@ $(STAMP): pyproject.toml
 
 SWEEP   ?= $(if $(filter-out digits,$(DATASET)),$(if $(wildcard configs/sweep/$(DATASET).yaml),$(DATASET)))
 
-bench: $(STAMP)  ## digits: every method, random 10%, seed 0; other DATASETs: configs/sweep/DATASET.yaml; ARGS=k=v adds overrides
-	$(BIN)/python -m benchmark run dataset=$(DATASET) $(if $(SWEEP),sweep=$(SWEEP)) $(if $(PRESET),preset=$(PRESET)) output_dir=$(OUT) $(ARGS)
+bench: $(STAMP)  ## digits: every method (tuned), random 10%, seed 0; other DATASETs: configs/sweep/DATASET.yaml; TUNED=false: defaults; ARGS=k=v adds overrides
+	$(BIN)/python -m benchmark run dataset=$(DATASET) $(if $(SWEEP),sweep=$(SWEEP)) $(if $(PRESET),preset=$(PRESET)) tuned=$(TUNED) output_dir=$(OUT) $(ARGS)
 
 tune: $(STAMP)  ## tune every method on DATASET with the same budget (tune.* keys); writes configs/tuned/, OUT/tune/
 	$(BIN)/python -m benchmark tune dataset=$(DATASET) $(if $(PRESET),preset=$(PRESET)) output_dir=$(OUT) $(ARGS)

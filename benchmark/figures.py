@@ -268,3 +268,44 @@ def plot_forgetting_quality(output_dir: str | Path, rows: list[Row], cell_rows: 
     bx.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_tuning_study(study: Any, path: str | Path) -> Path | None:
+    """One method's study (:class:`benchmark.results.trials.StudyTrials`): left, Optuna's
+    optimisation history (each complete trial's objective, the best so far as a step line, the
+    defaults trial ringed); right, the parameter importances (fANOVA), when they can be computed."""
+    done = study.complete()
+    if not done:
+        return None
+    imp = study.importances()
+    fig, axes = plt.subplots(1, 2 if imp else 1, figsize=(11 if imp else 6, 3.6), squeeze=False)
+    ax = axes[0][0]
+    xs, ys = [t["number"] for t in done], [t["value"] for t in done]
+    pick = min if study.direction == "minimize" else max
+    best, run = [], None
+    for y in ys:
+        run = y if run is None else pick(run, y)
+        best.append(run)
+    ax.plot(xs, ys, "o", color="tab:blue", ms=4, label="trial")
+    ax.step(xs, best, where="post", color="tab:red", lw=1.5, label="best so far")
+    d = study.defaults()
+    if d is not None:
+        ax.plot([d["number"]], [d["value"]], "o", mfc="none", mec="k", ms=9, label="defaults (trial 0)")
+    objective = study.suite.get("objective") or "objective"
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"{objective} ({'lower' if study.direction == 'minimize' else 'higher'} is better)")
+    ax.set_title(f"{study.method} ({study.setting}): optimisation history", fontsize=10)
+    ax.legend(fontsize=8)
+    if imp:
+        ax2 = axes[0][1]
+        names = list(imp)[::-1]
+        ax2.barh(names, [imp[n] for n in names], color="tab:blue")
+        ax2.set_xlim(0, 1)
+        ax2.set_xlabel("importance (fANOVA)")
+        ax2.set_title("parameter importances", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

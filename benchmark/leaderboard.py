@@ -228,8 +228,9 @@ def provenance(df: pd.DataFrame, read: ReadResult | None = None) -> str:
 
 # ---------------------------------------------------------------------------- markdown and html
 def leaderboard_markdown(groups: list[dict[str, Any]], figures: dict[str, dict[str, str]] | None = None,
-                         provenance: str = "") -> str:
-    """The markdown leaderboard (figures: table_key -> {name: path relative to the file})."""
+                         provenance: str = "", sections: list[dict[str, Any]] | None = None) -> str:
+    """The markdown leaderboard (figures: table_key -> {name: path relative to the file}),
+    then the extra ``sections`` (:func:`tuning_section`, :func:`claims_section`)."""
     lines = ["# Unlearning leaderboard", ""]
     if provenance:
         lines += [provenance, ""]
@@ -257,6 +258,20 @@ def leaderboard_markdown(groups: list[dict[str, Any]], figures: dict[str, dict[s
         for name, rel in (figures or {}).get(g["key"], {}).items():
             lines += ["", f"![{name}]({rel})"]
         lines.append("")
+    for sec in sections or []:
+        lines += [f"## {sec['title']}", ""] + [p + "\n" for p in sec["paragraphs"]]
+        if sec.get("table"):
+            t = sec["table"]
+            lines += ["| " + " | ".join(t["headers"]) + " |", "|" + "|".join([":---"] * len(t["headers"])) + "|"]
+            lines += ["| " + " | ".join(r) + " |" for r in t["rows"]] + [""]
+        for block in sec.get("blocks", []):
+            lines += [f"### {block['title']}", ""]
+            for item in block["items"]:
+                lines.append(f"- {item['text']}")
+                lines += [f"  - {sub}" for sub in item.get("sub", [])]
+            lines.append("")
+        for f in sec.get("figures", []):
+            lines += [f"![{f['name']}]({f['rel']})", ""]
     return "\n".join(lines)
 
 
@@ -299,7 +314,8 @@ def _group_view(g: dict[str, Any], figures: dict[str, str], embed_dir: Path | No
 
 
 def leaderboard_html(groups: list[dict[str, Any]], figures: dict[str, dict[str, str]] | None = None,
-                     provenance: str = "", embed_dir: Path | None = None) -> str:
+                     provenance: str = "", embed_dir: Path | None = None,
+                     sections: list[dict[str, Any]] | None = None) -> str:
     """The self-contained html leaderboard: sortable tables and figures. With ``embed_dir``
     the PNGs (paths relative to it) are embedded as base64; otherwise referenced relatively."""
     import jinja2
@@ -307,7 +323,10 @@ def leaderboard_html(groups: list[dict[str, Any]], figures: dict[str, dict[str, 
     env = jinja2.Environment(loader=jinja2.PackageLoader("benchmark", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     views = [_group_view(g, (figures or {}).get(g["key"], {}), embed_dir) for g in groups]
-    return env.get_template("leaderboard.html.j2").render(groups=views, provenance=provenance)
+    extra = [{"table": None, "blocks": [], **sec, "id": _slug(sec["title"]),
+              "figures": [{**_figure_view(f["rel"], f["name"], embed_dir), "caption": f["caption"]}
+                          for f in sec.get("figures", [])]} for sec in sections or []]
+    return env.get_template("leaderboard.html.j2").render(groups=views, provenance=provenance, sections=extra)
 
 
 # ---------------------------------------------------------------------------- files
@@ -339,11 +358,74 @@ def write_leaderboard(output_dir: str | Path, current_fingerprints: Mapping[str,
     df = load_table(read, current_fingerprints)
     groups = leaderboard_groups(df)
     figures = _draw_figures(out, groups)
+    sections = [s for s in (tuning_section(out), claims_section(df)) if s is not None]
     line = provenance(df, read)
     md, html_path = out / "leaderboard.md", out / "leaderboard.html"
-    atomic_write_text(md, leaderboard_markdown(groups, figures, line))
-    atomic_write_text(html_path, leaderboard_html(groups, figures, line, embed_dir=out))
-    return [md, html_path] + [out / rel for g in figures.values() for rel in g.values()]
+    atomic_write_text(md, leaderboard_markdown(groups, figures, line, sections))
+    atomic_write_text(html_path, leaderboard_html(groups, figures, line, embed_dir=out, sections=sections))
+    return [md, html_path] + [out / rel for g in figures.values() for rel in g.values()] + [
+        out / f["rel"] for sec in sections for f in sec.get("figures", [])]
+
+
+# ---------------------------------------------------------------------------- extra sections
+def _short_value(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def tuning_section(out: Path) -> dict[str, Any] | None:
+    """The studies of ``<out>/tune/trials.jsonl`` (``python -m benchmark tune`` with the same
+    ``output_dir``): the best parameters per method and forget setting, and per method a PNG of
+    Optuna's optimisation history and parameter importances. None when nothing was tuned there."""
+    from benchmark import figures as F
+    from benchmark.results.trials import TRIALS, read_trials
+
+    studies = read_trials(out)
+    if not studies:
+        return None
+    rows, figs = [], []
+    for st in sorted(studies, key=lambda s: (str(s.suite.get("dataset")), str(s.suite.get("model")),
+                                             str(s.suite.get("scenario")), s.setting, s.method)):
+        best, dflt = st.best(), st.defaults()
+        where = f"{st.suite.get('dataset')}/{st.suite.get('model')}/{st.suite.get('scenario')} {st.setting}"
+        rows.append([where, st.method, str(st.suite.get("objective")),
+                     "-" if best is None else f"{best['value']:.3f} (trial {best['number']})",
+                     "-" if dflt is None else f"{dflt['value']:.3f}",
+                     f"{len(st.complete())}/{st.failed()}", f"{st.seconds():.1f}",
+                     "-" if best is None else ", ".join(f"{k}={_short_value(v)}" for k, v in best["params"].items())])
+        rel = f"figures/tune-{_slug(st.name)}.png"
+        try:
+            if F.plot_tuning_study(st, out / rel):
+                figs.append({"name": f"tune-{st.method}-{st.setting}", "rel": rel,
+                             "caption": f"{st.method} ({where}): optimisation history and parameter importances"})
+        except Exception as e:  # noqa: BLE001 - a figure must never cost the report
+            print(f"warning: could not draw {rel}: {type(e).__name__}: {e}", flush=True)
+    return {"title": "Tuning", "paragraphs": [
+        f"{len(studies)} Optuna studies in `{TRIALS.as_posix()}` (every trial, exported by `python -m benchmark tune`). "
+        "Best: the selected trial's objective on the held-out forget draws (never the reported ones); defaults: "
+        "trial 0, the declared defaults; trials: complete/failed; seconds: the trials' wall time."],
+        "table": {"headers": ["setting", "method", "objective", "best", "defaults", "trials", "seconds",
+                              "best parameters"], "rows": rows},
+        "figures": figs}
+
+
+def claims_section(df: pd.DataFrame) -> dict[str, Any] | None:
+    """The seed paper's claims with their verdicts (:mod:`benchmark.claims`); None without IEU rows."""
+    from benchmark.claims import comparison_text, evaluate_claims
+
+    entries = evaluate_claims(df)
+    if not entries:
+        return None
+    blocks = [{"title": f"{e['title']} ({e['source']} hyperparameters)",
+               "items": [{"text": f"{c['text']}: {c['verdict']}",
+                          "sub": [comparison_text(x) for x in c["comparisons"]]
+                          + ([f"not in this table: {', '.join(c['missing'])}"] if c["missing"] else [])}
+                         for c in e["claims"]]} for e in entries]
+    return {"title": "Claims of the paper, checked", "paragraphs": [
+        "Per comparison: IEU's mean and the other row's, the mean per-seed difference in the claim's direction "
+        "(positive = as claimed) with its 95% Student-t interval over the seeds both rows hold, and the verdict "
+        "(holds: the interval lies above 0; contradicted: below 0; inconclusive: it contains 0, or one seed). "
+        "RCD is the headline accuracy-based RCD; a censored RCD is a lower bound. Tuned rows are compared with "
+        "tuned rows only, default rows with default rows."], "blocks": blocks}
 
 
 def _draw_figures(out: Path, groups: list[dict[str, Any]]) -> dict[str, dict[str, str]]:

@@ -505,8 +505,11 @@ def _trial_line(name: str, suite: dict[str, Any], direction: str, t: Any) -> dic
     dur = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start \
         else None
     value = t.value if t.value is not None and math.isfinite(t.value) else None
+    from optuna.distributions import distribution_to_json
+
     return {"study": name, **suite, "direction": direction, "number": t.number, "state": t.state.name,
             "value": value, "params": t.params, "user_attrs": t.user_attrs,
+            "distributions": {k: distribution_to_json(d) for k, d in t.distributions.items()},
             "start": t.datetime_start, "complete": t.datetime_complete, "duration_s": dur}
 
 

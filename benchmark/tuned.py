@@ -40,6 +40,9 @@ HEADER = ("# Tuned hyperparameters: the best trial of each method's study, writt
           "# (README \"Tuning\", docs/protocol.md section 7). `python -m benchmark run tuned=true` reads them.\n")
 
 
+AUTO = "auto"  # tuned=auto: the tuned file when there is one covering the run, else defaults (one line says so)
+
+
 def file_name(cfg: Any) -> str:
     return f"{cfg.dataset}-{cfg.model}-{cfg.forget.scenario}"
 
@@ -100,6 +103,8 @@ def tuned_file(cfg: Any) -> Path | None:
     spec = cfg.get("tuned", False)
     if spec is False or spec is None:
         return None
+    if spec == AUTO:
+        return find_config("tuned", file_name(cfg), required=False)
     if spec is True:
         path = find_config("tuned", file_name(cfg), required=False)
         if path is None:
@@ -132,8 +137,32 @@ def tuned_layers(cfg: Any, methods: list[str], ratios: list[float | None], seeds
             an entry's values are not the method's hyperparameters.
     """
     path = tuned_file(cfg)
+    auto = cfg.get("tuned") == AUTO
     if path is None:
+        if auto:
+            _say(f"tuned=auto: no tuned file tuned/{file_name(cfg)}.yaml, so every method runs at its defaults "
+                 f"(make one with {make_command(cfg)})")
         return {}
+    try:
+        return _layers(cfg, path, methods, ratios, seeds)
+    except BenchmarkError as e:
+        if not auto:
+            raise
+        _say(f"tuned=auto: every method runs at its defaults, because {e}")  # never a mixed table
+        return {}
+
+
+def _say(line: str) -> None:
+    if line not in _said:
+        _said.add(line)
+        print(line, flush=True)
+
+
+_said: set[str] = set()
+
+
+def _layers(cfg: Any, path: Path, methods: list[str], ratios: list[float | None], seeds: list[int]
+            ) -> dict[tuple[str, float | None], Tuned]:
     data = read(path)
     where = str(path)
     for key, want in (("dataset", cfg.dataset), ("model", cfg.model), ("scenario", cfg.forget.scenario)):

@@ -6,6 +6,7 @@ held-out forget draw, two or three trials of fast methods (finetune, ssd).
 
 from __future__ import annotations
 
+import copy
 import json
 import multiprocessing
 import os
@@ -298,3 +299,55 @@ def test_every_shipped_tuned_file_matches_the_current_search_spaces(path):
                     assert space[k][1] <= v <= space[k][2]
             assert {"objective", "value", "budget", "sampler", "sampler_seed", "forget_seeds", "date",
                     "code_fingerprint", "study"} <= set(e)
+
+
+def test_the_report_shows_each_study_with_its_history_and_importances(tuned_once):
+    from benchmark.leaderboard import tuning_section
+    from benchmark.results.trials import read_trials
+
+    base, _ = tuned_once
+    studies = {s.method: s for s in read_trials(base / "out")}
+    assert set(studies) == {"finetune", "ssd"}
+    tuned = yaml.safe_load((base / "tuned.yaml").read_text())["settings"][SETTING]
+    for m, st in studies.items():
+        best = st.best()  # the report's choice is the tuned file's
+        assert (best["number"], best["params"]) == (tuned[m]["best_trial"], tuned[m]["params"])
+        assert st.defaults()["number"] == 0 and all(t["distributions"] for t in st.complete())
+        imp = st.importances()
+        assert imp is not None and set(imp) == set(tuned[m]["params"]) and sum(imp.values()) == pytest.approx(1.0)
+    sec = tuning_section(base / "out")
+    rows = {r[1]: r for r in sec["table"]["rows"]}
+    assert set(rows) == {"finetune", "ssd"} and rows["finetune"][5] == "2/0"
+    assert rows["finetune"][3].startswith(f"{tuned['finetune']['value']:.3f} (trial {tuned['finetune']['best_trial']})")
+    for f in sec["figures"]:
+        assert (base / "out" / f["rel"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(sec["figures"]) == 2
+
+
+def test_tuned_auto_uses_a_covering_file_and_otherwise_runs_defaults_saying_why(tmp_path, capsys):
+    from benchmark.stages.plan import make_plan
+
+    def plan(*extra: str):
+        cfg = compose(tiny_overrides(tmp_path, "tuned=auto", *extra))
+        return {c.method: c for c in make_plan(cfg, {}).cells}
+
+    shipped = yaml.safe_load((Path(__file__).parents[1] / "configs/tuned/digits-digits_mlp-random.yaml").read_text())
+    cells = plan("methods=[finetune,grad_ascent]")  # the shipped digits file covers both
+    assert {c.hparams_source for c in cells.values()} == {"tuned"}
+    ft = shipped["settings"][SETTING]["finetune"]["params"]
+    assert {k: cells["finetune"].hparams[k] for k in ft} == ft
+    assert capsys.readouterr().out == ""
+    # a file on config_path that lacks a method: every method at its defaults (never a mixed table), one line
+    own = tmp_path / "own" / "tuned"
+    own.mkdir(parents=True)
+    data = copy.deepcopy(shipped)
+    del data["settings"][SETTING]["grad_ascent"]
+    (own / "digits-digits_mlp-random.yaml").write_text(yaml.safe_dump(data))
+    cells = plan("methods=[finetune,grad_ascent]", f"config_path=[{own.parent}]")
+    assert {c.hparams_source for c in cells.values()} == {"defaults"}
+    out = capsys.readouterr().out
+    assert out.count("tuned=auto: every method runs at its defaults, because") == 1 and "has no grad_ascent" in out
+    # no file for the scenario at all
+    cells = plan("methods=[finetune]", "forget.scenario=class", "forget.ratios=[0.1]")
+    assert cells["finetune"].hparams_source == "defaults"
+    assert "tuned=auto: no tuned file tuned/digits-digits_mlp-class.yaml" in capsys.readouterr().out

@@ -89,7 +89,7 @@ SCHEMA: dict[str, Rule] = {
     "logger.project": string(eg="unlearn-bench"),
     "logger.mode": string(("auto", "offline", "online", "disabled")),
     "logger.dir": string(eg="PATH"),
-    "tuned": lambda key, v: None if isinstance(v, bool) else string(eg="true")(key, v),  # or a file
+    "tuned": lambda key, v: None if isinstance(v, bool) else string(eg="true")(key, v),  # auto, or a file
     "tune.trials": integer(1, 100000, eg="20"),
     "tune.forget_seeds": listed(integer(0, SEED_MAX, eg="1000"), eg="[1000,1001]"),
     "tune.objective": string(("avg_gap", "oracle_free")),

@@ -9,9 +9,11 @@ order (later wins):
    YAML chain, then ``method_defaults`` and ``method_args.<base>``, then the variant's
    own YAML knobs, so an ablation differs from its base in exactly the knob it names;
 3. ``method_defaults.<key>`` (every method that accepts the key);
-4. with ``tuned=true``, the method's tuned values (``configs/tuned/*.yaml``, written by
-   ``python -m benchmark tune``; :mod:`benchmark.tuned`);
-5. ``method_args.<name>.<key>``.
+4. ``method_args.<name>.<key>``;
+5. with ``tuned=true``, the method's tuned values (``configs/tuned/*.yaml``, written by
+   ``python -m benchmark tune``; :mod:`benchmark.tuned`), except for the keys the user set in
+   ``method_args`` (a ``method_args`` value that the dataset's or preset's ``overrides:``
+   declare is the benchmark's, and tuning searched over it: the tuned value replaces it).
 
 Every key is checked against the signature with a did-you-mean, and
 ``method_args.<name>`` for a method that does not exist is an error, before any
@@ -125,9 +127,26 @@ def resolve(name: str, cfg: Any = None, *, method_defaults: Mapping[str, Any] | 
         out.update(knobs)
         if i == 0:  # the registered class: the shared overrides apply on top of its layer
             out.update({k: v for k, v in common.items() if k in accepted})
-            out.update(dict(tuned or {}))  # a variant's tuned values never name its own knobs (search_space)
         out.update(_plain(per.get(layer)))
+    # the tuned values replace what the benchmark declares (the dataset's and preset's `overrides:`,
+    # which tuning searched over) but not what the user passed; a variant's tuned values never
+    # name its own knobs (they are not in its search_space)
+    explicit = _explicit_keys(cfg, chain, per) if tuned and method_args is None and cfg is not None else set()
+    out.update({k: v for k, v in dict(tuned or {}).items() if k not in explicit})
     return out
+
+
+def _explicit_keys(cfg: Any, chain: list[tuple[str, dict[str, Any]]], per: Mapping[str, Any]) -> set[str]:
+    """The ``method_args`` keys of the method's layers that the user set: those the dataset's and
+    preset's declared overrides do not hold with the same value."""
+    from benchmark.config import declared_method_overrides
+
+    _, declared_per = declared_method_overrides(cfg)
+    keys: set[str] = set()
+    for layer, _ in chain:
+        theirs = _plain(declared_per.get(layer))
+        keys |= {k for k, v in _plain(per.get(layer)).items() if k not in theirs or _canon(theirs[k]) != _canon(v)}
+    return keys
 
 
 def declared(name: str, cfg: Any, tuned: Mapping[str, Any] | None = None) -> dict[str, Any]:

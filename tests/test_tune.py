@@ -351,3 +351,18 @@ def test_tuned_auto_uses_a_covering_file_and_otherwise_runs_defaults_saying_why(
     cells = plan("methods=[finetune]", "forget.scenario=class", "forget.ratios=[0.1]")
     assert cells["finetune"].hparams_source == "defaults"
     assert "tuned=auto: no tuned file tuned/digits-digits_mlp-class.yaml" in capsys.readouterr().out
+
+
+def test_tuned_values_replace_the_datasets_declared_overrides_but_not_the_users():
+    # digits declares method_args.grad_ascent.lr=0.02 (configs/dataset/digits.yaml); tuning searched lr,
+    # so the tuned lr must be what runs; an lr the user passes still wins
+    tuned = {"lr": 0.0073, "epochs": 10}
+    cfg = compose(["dataset=digits"])
+    assert hparams.resolve("grad_ascent", cfg)["lr"] == 0.02
+    assert {k: hparams.resolve("grad_ascent", cfg, tuned=tuned)[k] for k in tuned} == tuned
+    assert hparams.variant_label(hparams.resolve("grad_ascent", cfg, tuned=tuned),
+                                 hparams.declared("grad_ascent", cfg, tuned=tuned)) == ""
+    mine = compose(["dataset=digits", "method_args.grad_ascent.lr=0.001"])
+    hp = hparams.resolve("grad_ascent", mine, tuned=tuned)
+    assert (hp["lr"], hp["epochs"]) == (0.001, 10)
+    assert hparams.variant_label(hp, hparams.declared("grad_ascent", mine, tuned=tuned)) == "lr=0.001"

@@ -99,6 +99,15 @@ def variant_chain(name: str) -> list[tuple[str, dict[str, Any]]]:
     return list(reversed(chain))
 
 
+def variant_of(name: str) -> tuple[str, set[str]] | None:
+    """``(registered base, the knobs the variant's YAML layers set)`` for a variant
+    (``ieu_no_decay`` -> ``("ieu", {"weight_decay"})``); None for a registered method."""
+    chain = variant_chain(name)
+    if len(chain) < 2:
+        return None
+    return chain[0][0], {k for _, knobs in chain[1:] for k in knobs}
+
+
 def _method_cfg(cfg: Any, key: str) -> dict[str, Any]:
     return _plain(cfg.get(key)) if cfg is not None else {}
 

@@ -145,6 +145,10 @@ def check_tune(cfg: Any) -> tuple[list[str], list[float | None]]:
     methods = [str(m) for m in t.methods]
     for m in methods:
         cls = METHODS.get(m)
+        variant = hparams.variant_of(m)
+        if variant is not None:
+            fail("tune.methods", methods, f"names {m}, a variant of {variant[0]}: a variant runs with its base's tuned "
+                 f"values and its own knobs ({', '.join(sorted(variant[1]))})", f"tune {variant[0]} instead")
         if not hparams.search_space(m):
             fail("tune.methods", methods, f"names {m}, which has no search_space (nothing to tune)",
                  "leave it out; original, retrain and one-shot methods without knobs run at their defaults")

@@ -77,7 +77,8 @@ def tunable(name: str) -> bool:
     from benchmark.module import METHODS
     from benchmark.stages.plan import REFERENCE_ROWS
 
-    return name not in REFERENCE_ROWS and not METHODS.get(name).sanity and bool(hparams.search_space(name))
+    return (name not in REFERENCE_ROWS and not METHODS.get(name).sanity and hparams.variant_of(name) is None
+            and bool(hparams.search_space(name)))
 
 
 def read(path: Path) -> dict[str, Any]:
@@ -174,15 +175,19 @@ def _layers(cfg: Any, path: Path, methods: list[str], ratios: list[float | None]
     from benchmark.module import METHODS
 
     for m in methods:
+        # a variant (an ablation) runs with its base's tuned values less the knobs it sets, so that
+        # it differs from the tuned base in exactly those knobs, as it does at the defaults
+        variant = hparams.variant_of(m)
+        base, knobs = variant if variant else (m, set())
         for ratio in ratios:
             key = setting_key(cfg, ratio)
-            entry = ((data.get("settings") or {}).get(key) or {}).get(m)
+            entry = ((data.get("settings") or {}).get(key) or {}).get(base)
             if entry is None:
-                if tunable(m):
-                    raise BenchmarkError(f"tuned file {where} has no {m} for {key}; add it with "
-                                         f"{make_command(cfg, f'tune.methods=[{m}]')}, or run without tuned=true")
+                if tunable(base):
+                    raise BenchmarkError(f"tuned file {where} has no {base} for {key}; add it with "
+                                         f"{make_command(cfg, f'tune.methods=[{base}]')}, or run without tuned=true")
                 continue  # a reference row, a cheat, nothing to search: its defaults
-            params = dict(entry["params"])
+            params = {k: v for k, v in entry["params"].items() if k not in knobs}
             hparams.check_keys(m, METHODS.get(m), params, f"tuned file {where} ({key})")
             overlap = sorted(set(int(s) for s in entry.get("forget_seeds") or []) & set(seeds))
             if overlap:
@@ -190,8 +195,9 @@ def _layers(cfg: Any, path: Path, methods: list[str], ratios: list[float | None]
                                      f"reports (seeds={list(seeds)}); report other seeds or retune with "
                                      "tune.forget_seeds disjoint from them")
             out[(m, ratio)] = Tuned(params, {"file": where, "sha256": digest, "setting": key,
-                                             "study": entry.get("study")})
-            _warn_if_stale(m, entry, where, hparams.resolve(m, cfg, tuned=params))
+                                             "study": entry.get("study"), **({"base": base} if variant else {})})
+            resolved = hparams.resolve(m, cfg, tuned=params)
+            _warn_if_stale(base, entry, where, {k: v for k, v in resolved.items() if k not in knobs})
     return out
 
 

@@ -265,10 +265,26 @@ def test_bad_tune_inputs_are_one_line_before_any_work(tmp_path, capsys, extra, e
     assert not (tmp_path / "out" / "tune.db").exists() and not (tmp_path / "tuned.yaml").exists()
 
 
-def test_a_variant_is_searched_with_its_ablated_knob_held():
-    assert "alpha" in hparams.search_space("ieu") and "alpha" not in hparams.search_space("ieu_no_ascent")
-    assert "weight_decay" not in hparams.search_space("ieu_no_decay")
+def test_a_variant_is_not_tuned_but_runs_with_its_bases_tuned_values_less_its_knobs(tmp_path, capsys):
+    from benchmark import tuned as tuned_mod
+    from benchmark.stages.plan import make_plan
+
+    assert not tuned_mod.tunable("ieu_no_decay") and tuned_mod.tunable("ieu")
+    assert hparams.variant_of("ieu_no_decay") == ("ieu", {"weight_decay"}) and hparams.variant_of("ieu") is None
     assert hparams.search_space("original") == {} and hparams.search_space("retrain") == {}
+    cfg = compose(tiny_overrides(tmp_path, "tuned=true", "methods=[ieu,ieu_no_ascent,ieu_no_decay,ieu_no_noise]"))
+    cells = {c.method: c for c in make_plan(cfg, {}).cells}
+    base = cells["ieu"].hparams
+    for m, knob, value in (("ieu_no_ascent", "alpha", 0.0), ("ieu_no_decay", "weight_decay", 0.0),
+                           ("ieu_no_noise", "sigma", 0.0)):
+        c = cells[m]
+        assert c.hparams_source == "tuned" and c.tuned["base"] == "ieu" and c.variant == ""
+        # the tuned ablation differs from the tuned IEU in exactly its one knob
+        assert {k for k in base if base[k] != c.hparams[k]} == {knob} and c.hparams[knob] == value
+    capsys.readouterr()
+    assert main(["tune", *tiny_overrides(tmp_path, "tune.methods=[ieu_no_decay]")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a variant of ieu" in err and "tune ieu instead" in err
 
 
 def test_missing_tuned_file_is_one_line_naming_make_tune(tmp_path, capsys):

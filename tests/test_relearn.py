@@ -134,6 +134,18 @@ def test_recovery_gap_by_hand():
     assert recovery_gap(c, LEVELS) == pytest.approx((1.0 + 0.5 + 0.0) / 3)
 
 
+def test_recovery_gap_is_undefined_on_a_truncated_curve_and_the_rcd_is_not():
+    full = curve([2.1, 1.15, 0.0, 0.0], [0.0, 50.0, 100.0, 100.0])
+    cut = curve([2.1, 1.15, 0.0], [0.0, 50.0, 100.0], steps=(0, 5, 10))
+    cut.truncated = True
+    levels = Levels(0.0, 2.1, 100.0, 0.0, delta=0.2 / 2.1)
+    v_full, _ = rcd_metrics(full, full, levels, "sgd")
+    v_cut, why = rcd_metrics(cut, full, levels, "sgd")
+    assert v_full["relearn/sgd/recovery_gap"] is not None
+    assert v_cut["relearn/sgd/recovery_gap"] is None and "stop_after_tail" in why["relearn/sgd/recovery_gap"]
+    assert v_cut["relearn/sgd/rcd"] == v_full["relearn/sgd/rcd"] == 1.0
+
+
 def test_attack_never_changes_the_attacked_model(digits, tiny_data):
     net, cb = _attack(digits, tiny_data)
     before = copy.deepcopy(net.state_dict())

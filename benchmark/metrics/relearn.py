@@ -188,4 +188,7 @@ def recovery(ctx: MetricContext, attacker: str) -> float:
     """Mean over evaluated attack steps (and repeats) of clip((L_t - L*) / (L_r - L*), 0, 1): 0 = recovered at
     once, 1 = never got below the oracle's level."""
     runs = ctx.curves[attacker]
+    if any(c.truncated for c in runs):  # a mean over fewer steps would not compare with full curves
+        return Undefined("the attack stopped early (attack.stop_after_tail); recovery_gap needs full curves "
+                         "(attack.stop_after_tail=null)")
     return sum(recovery_gap(c, ctx.levels) for c in runs) / len(runs)

@@ -120,6 +120,8 @@ class Progress:
         attackers = list(res.curves)
         cells = []
         for col in progress_keys(attackers):
+            if col.key not in res.metrics:  # the other task's columns (classifier vs generator)
+                continue
             v = res.metrics.get(col.key)
             cells.append(f"{col.title} {'-' if v is None else f'{v:.{col.digits}f}'}")
         print(f"{head}  " + "  ".join(cells) + f"  ETA {eta:.0f} s", flush=True)

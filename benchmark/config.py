@@ -168,7 +168,11 @@ def compose(overrides: list[str] | None = None, shared: dict[str, Any] | None = 
     dataset = cli.get("dataset", preset.get("dataset", base.get("dataset")))
     data = load_yaml(find_config("dataset", str(dataset)), "dataset")
     dataset_overrides = data.pop("overrides", None) or {}
-    if str(cli.get("task", preset.get("task", base.get("task")))) == "generate":
+    task = cli.get("task", preset.get("task", base.get("task")))
+    from benchmark.schema import SCHEMA
+
+    SCHEMA["task"]("task", task)  # before the task's layer is chosen
+    if str(task) == "generate":
         data, dataset_overrides = _generate_layer(str(dataset), data)
     cfg = OmegaConf.merge(base, {"dataset": dataset, "data": data})
     OmegaConf.set_struct(cfg, True)

@@ -270,6 +270,13 @@ def plot_forgetting_quality(output_dir: str | Path, rows: list[Row], cell_rows: 
     return _save(fig, path)
 
 
+def file_label(label: str) -> str:
+    """A row label as a file-name part: ``grad_ascent{lr=0.001}`` -> ``grad_ascent_lr_0.001_``."""
+    import re
+
+    return re.sub(r"[^\w.-]", "_", label)
+
+
 def grid_image(grid: Any, pad: int = 1) -> np.ndarray:
     """uint8 [classes, k, C, H, W] samples -> one uint8 image [rows*H, k*W(, 3)]: one row per class."""
     g = np.asarray(grid)

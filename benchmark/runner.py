@@ -127,7 +127,7 @@ class Runner:
     def _sample_grids(self, ratio: float | None, seed: int, results: list, g: Any) -> None:
         """task=generate: a sample-grid PNG per method (one row per class) and one of the whole group
         (original, oracle, each method side by side)."""
-        from benchmark.figures import plot_sample_grids
+        from benchmark.figures import file_label, plot_sample_grids
 
         rows = [("original", g.original_eval.grid), ("retrain", g.oracle_eval.grid)]
         rows += [(row_label(r.cell.method, r.cell.variant, r.cell.hparams_source), r.samples.grid)
@@ -138,7 +138,7 @@ class Runner:
         try:
             for label, grid in rows:
                 plot_sample_grids([(label, grid)], forgot, f"{self.cfg.dataset} seed={seed}: {label}",
-                                  self.out / "figures" / f"samples-{base}-{label}.png")
+                                  self.out / "figures" / f"samples-{base}-{file_label(label)}.png")
             path = plot_sample_grids(rows, forgot, f"{self.cfg.dataset} class forgetting {forgot} seed={seed}",
                                      self.out / "figures" / f"samples-{base}.png")
             print(f"[figure] {path}", flush=True)

@@ -62,6 +62,20 @@ def test_generators_are_registered_models_of_their_own_task(gen_net):
     assert big(torch.randn(2, 3, 32, 32), torch.tensor([0, 5]), torch.tensor([1, 10])).shape == (2, 3, 32, 32)
 
 
+def test_a_label_never_trained_on_samples_as_the_null_class(gen_net):
+    x, t = torch.randn(4, 1, 8, 8), torch.randint(0, 50, (4,))
+    gen_net.eval()
+    null = gen_net(x, t, torch.full((4,), 10))
+    assert torch.equal(gen_net(x, t, torch.full((4,), 3)), null)  # untrained: every label is unseen
+    gen_net.train()
+    gen_net(x, t, torch.tensor([3, 3, 10, 10]))  # a training pass on label 3 adds it
+    gen_net.eval()
+    assert bool(gen_net.label_emb.seen[3]) and not bool(gen_net.label_emb.seen[4])
+    assert not torch.equal(gen_net(x, t, torch.full((4,), 3)), null)
+    assert torch.equal(gen_net(x, t, torch.full((4,), 4)), null)
+    assert "label_emb.seen" in gen_net.state_dict()  # saved with the weights
+
+
 def test_sampler_is_deterministic_per_seed(gen_net):
     labels = torch.tensor([0, 3, 3, 7, 10])
     a = ddim_sample(gen_net, DIFF, labels, (1, 8, 8), steps=4, guidance=2.0, seed=11)
@@ -111,6 +125,8 @@ def test_oracle_generator_never_saw_the_forgotten_class(tmp_path, digits, monkey
         monkeypatch.setattr(GenData, "__init__", tagged)
         ref = get_reference(kind, cfg, digits, split, generator_transform(digits), 0)
         assert not ref.cached and ref.key.startswith(kind)
+        # the generator's own record of the labels it trained on (a never-seen label reads as the null class)
+        assert bool(ref.net.label_emb.seen[3]) == (kind == "original")
     assert 3 not in seen["oracle"] and seen["oracle"] == set(range(10)) - {3}
     assert 3 in seen["original"]
     again = get_reference("oracle", cfg, digits, split, generator_transform(digits), 0)

@@ -5,7 +5,9 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DATASET ?= digits
 PRESET  ?=
-OUT     ?= outputs/$(DATASET)
+TASK    ?= classify
+GEN     := $(filter generate,$(TASK))
+OUT     ?= outputs/$(DATASET)$(if $(GEN),-generate)
 ARGS    ?=
 TUNED   ?= auto
 
@@ -22,10 +24,10 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
 	@$(BIN)/python -c "import torch, lightning, wandb, omegaconf, sklearn, optuna" && touch $(STAMP)
 
-SWEEP   ?= $(if $(filter-out digits,$(DATASET)),$(if $(wildcard configs/sweep/$(DATASET).yaml),$(DATASET)))
+SWEEP   ?= $(if $(GEN),,$(if $(filter-out digits,$(DATASET)),$(if $(wildcard configs/sweep/$(DATASET).yaml),$(DATASET))))
 
-bench: $(STAMP)  ## digits: every method (tuned), random 10%, seed 0; other DATASETs: configs/sweep/DATASET.yaml; TUNED=false: defaults; ARGS=k=v adds overrides
-	$(BIN)/python -m benchmark run dataset=$(DATASET) $(if $(SWEEP),sweep=$(SWEEP)) $(if $(PRESET),preset=$(PRESET)) tuned=$(TUNED) output_dir=$(OUT) $(ARGS)
+bench: $(STAMP)  ## digits: every method (tuned), random 10%, seed 0; other DATASETs: configs/sweep/DATASET.yaml; TUNED=false: defaults; TASK=generate: diffusion models (configs/generate/DATASET.yaml); ARGS=k=v adds overrides
+	$(BIN)/python -m benchmark run dataset=$(DATASET) $(if $(GEN),task=generate,tuned=$(TUNED)) $(if $(SWEEP),sweep=$(SWEEP)) $(if $(PRESET),preset=$(PRESET)) output_dir=$(OUT) $(ARGS)
 
 tune: $(STAMP)  ## tune every method on DATASET with the same budget (tune.* keys); writes configs/tuned/, OUT/tune/
 	$(BIN)/python -m benchmark tune dataset=$(DATASET) $(if $(PRESET),preset=$(PRESET)) output_dir=$(OUT) $(ARGS)

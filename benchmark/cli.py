@@ -48,12 +48,17 @@ def _list(what: str, imports: list[str]) -> None:
     set_search_path([], imports)
     register_method_variants()
     if what == "methods":
+        from benchmark.generative.methods import GEN_METHODS
         from benchmark.hparams import signature_defaults
         from benchmark.module import METHODS
 
         for name, cls in METHODS.items():
             args = ", ".join(f"{k}={v}" for k, v in signature_defaults(cls).items())
             print(f"{name:<16} {cls.__module__}.{cls.__qualname__}({args})")
+        print("task=generate (docs/protocol.md s.10):")
+        for name, cls in GEN_METHODS.items():
+            args = ", ".join(f"{k}={v}" for k, v in signature_defaults(cls).items())
+            print(f"  {name:<14} {cls.__module__}.{cls.__qualname__}({args})")
         return
     if what == "metrics":
         from benchmark.metrics import METRICS

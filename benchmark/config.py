@@ -168,6 +168,12 @@ def compose(overrides: list[str] | None = None, shared: dict[str, Any] | None = 
     dataset = cli.get("dataset", preset.get("dataset", base.get("dataset")))
     data = load_yaml(find_config("dataset", str(dataset)), "dataset")
     dataset_overrides = data.pop("overrides", None) or {}
+    task = cli.get("task", preset.get("task", base.get("task")))
+    from benchmark.schema import SCHEMA
+
+    SCHEMA["task"]("task", task)  # before the task's layer is chosen
+    if str(task) == "generate":
+        data, dataset_overrides = _generate_layer(str(dataset), data)
     cfg = OmegaConf.merge(base, {"dataset": dataset, "data": data})
     OmegaConf.set_struct(cfg, True)
     for free in FREE_FORM:
@@ -191,12 +197,34 @@ def compose(overrides: list[str] | None = None, shared: dict[str, Any] | None = 
     return cfg
 
 
+def _generate_layer(dataset: str, data: DictConfig) -> tuple[DictConfig, Any]:
+    """``task=generate``: ``configs/generate/<dataset>.yaml`` over the dataset's ``data`` (its
+    generator, recipe, diffusion and evaluator; the recipe replaced whole), and its own
+    ``overrides:`` in place of the dataset's (those are the classifiers' settings)."""
+    path = find_config("generate", dataset, required=False)
+    if path is None:
+        options = sorted({p.stem for d in _search_path for p in (d / "generate").glob("*.yaml")})
+        raise BenchmarkError(f"task=generate has no settings for dataset {dataset!r}: add configs/generate/"
+                             f"{dataset}.yaml (generator, recipe, diffusion, evaluator); available: "
+                             f"{', '.join(options)}")
+    gen = load_yaml(path, "generate")
+    overrides = gen.pop("overrides", None) or {}
+    recipe = gen.get("recipe")
+    merged = OmegaConf.merge(data, gen)
+    if recipe is not None:
+        merged.recipe = recipe
+    return merged, overrides
+
+
 def declared_method_overrides(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(method_defaults, method_args)`` that the dataset's and preset's files declare: the
     benchmark's own settings, which a row label does not call a variant."""
     common: dict[str, Any] = {}
     per: dict[str, Any] = {}
-    layers = [load_yaml(find_config("dataset", str(cfg.dataset)), "dataset").get("overrides") or {}]
+    if str(cfg.get("task", "classify")) == "generate":
+        layers = [load_yaml(find_config("generate", str(cfg.dataset)), "generate").get("overrides") or {}]
+    else:
+        layers = [load_yaml(find_config("dataset", str(cfg.dataset)), "dataset").get("overrides") or {}]
     if cfg.get("preset"):
         layers.append(load_yaml(find_config("preset", str(cfg.preset)), "preset"))
     for layer in layers:

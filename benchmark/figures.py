@@ -309,3 +309,48 @@ def plot_tuning_study(study: Any, path: str | Path) -> Path | None:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def file_label(label: str) -> str:
+    """A row label as a file-name part: ``grad_ascent{lr=0.001}`` -> ``grad_ascent_lr_0.001_``."""
+    import re
+
+    return re.sub(r"[^\w.-]", "_", label)
+
+
+def grid_image(grid: Any, pad: int = 1) -> np.ndarray:
+    """uint8 [classes, k, C, H, W] samples -> one uint8 image [rows*H, k*W(, 3)]: one row per class."""
+    g = np.asarray(grid)
+    n, k, c, h, w = g.shape
+    out = np.full((n * (h + pad) - pad, k * (w + pad) - pad, c), 255, dtype=np.uint8)
+    for i in range(n):
+        for j in range(k):
+            out[i * (h + pad):i * (h + pad) + h, j * (w + pad):j * (w + pad) + w] = g[i, j].transpose(1, 2, 0)
+    return out[..., 0] if c == 1 else out
+
+
+def plot_sample_grids(rows: list[tuple[str, Any]], forget_classes: list[int], title: str,
+                      path: str | Path) -> Path | None:
+    """task=generate: one panel per model (original, oracle, each method), each one row per class
+    of its fixed-seed samples (the same starting noise in every panel); the forgotten classes'
+    rows are labelled in red."""
+    rows = [(label, grid) for label, grid in rows if grid is not None]
+    if not rows:
+        return None
+    n_cls = int(np.asarray(rows[0][1]).shape[0])
+    fig, axes = plt.subplots(1, len(rows), figsize=(1.9 * len(rows) + 0.6, 0.28 * n_cls + 1.0), squeeze=False)
+    for ax, (label, grid) in zip(axes[0], rows, strict=True):
+        img = grid_image(grid)
+        h = img.shape[0] / n_cls
+        ax.imshow(img, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        ax.set_title(label, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([(i + 0.5) * h for i in range(n_cls)])
+        ax.set_yticklabels([str(i) for i in range(n_cls)], fontsize=6)
+        for i, tick in enumerate(ax.get_yticklabels()):
+            if i in forget_classes:
+                tick.set_color("tab:red")
+                tick.set_fontweight("bold")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)

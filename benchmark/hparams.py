@@ -118,12 +118,12 @@ def resolve(name: str, cfg: Any = None, *, method_defaults: Mapping[str, Any] | 
     """The fully resolved keyword arguments of method ``name`` (see the module docstring).
 
     ``method_defaults``/``method_args`` default to ``cfg.method_defaults``/``cfg.method_args``;
-    ``tuned`` is the method's tuned values (a layer after ``method_defaults``, before any
-    ``method_args``, so an explicit argument still wins).
+    ``tuned`` is the method's tuned values: they replace the signature, ``method_defaults`` and the
+    dataset's declared overrides, but not a ``method_args`` value the user passed.
     """
-    from benchmark.module import METHODS
+    from benchmark.generative.methods import method_registry
 
-    cls = METHODS.get(name)
+    cls = method_registry(cfg).get(name)
     if cls.uses_recipe:
         recipe = _plain(cfg.data.recipe) if cfg is not None else {}
         return {**signature_defaults(cls), "reinit": True, **recipe}
@@ -194,18 +194,19 @@ def validate(cfg: Any, methods: list[str]) -> None:
         BenchmarkError: an unknown method under ``method_args``, an unknown hyperparameter
             (with a did-you-mean), or a ``method_defaults`` key no selected method takes.
     """
-    from benchmark.module import METHODS
+    from benchmark.generative.methods import method_registry
 
+    registry = method_registry(cfg)  # the task's methods (classifiers, or generators with task=generate)
     for name, args in _method_cfg(cfg, "method_args").items():
-        METHODS.get(name)  # unknown method: did-you-mean
+        registry.get(name)  # unknown method: did-you-mean
         if not isinstance(args, Mapping):
             raise BenchmarkError(f"method_args.{name} must be a mapping of hyperparameters, e.g. "
                                  f"method_args.{name}.lr=0.01; got {args!r}")
-        check_keys(name, _registered_class(name), args, f"method_args.{name}")
+        check_keys(name, _registered_class(name, cfg), args, f"method_args.{name}")
     common = _method_cfg(cfg, "method_defaults")
     everyone: dict[str, None] = {}
-    for m in METHODS.names():
-        everyone.update(dict.fromkeys(signature_defaults(_registered_class(m))))
+    for m in registry.names():
+        everyone.update(dict.fromkeys(signature_defaults(_registered_class(m, cfg))))
     for k in common:  # a key some method takes (it applies to those that take it)
         if k not in everyone:
             close = difflib.get_close_matches(str(k), list(everyone), n=1, cutoff=0.5)
@@ -213,16 +214,16 @@ def validate(cfg: Any, methods: list[str]) -> None:
             raise BenchmarkError(f"method_defaults: no method has a hyperparameter {k!r}; {hint}"
                                  "method_defaults.KEY applies to every method that takes KEY")
     for m in methods:
-        cls = _registered_class(m)
+        cls = _registered_class(m, cfg)
         for layer, knobs in variant_chain(m):
             check_keys(layer, cls, knobs, f"method YAML {layer!r}")
         validate_search_space(m, cls)
 
 
-def _registered_class(name: str) -> type:
-    from benchmark.module import METHODS
+def _registered_class(name: str, cfg: Any = None) -> type:
+    from benchmark.generative.methods import method_registry
 
-    return METHODS.get(name)
+    return method_registry(cfg).get(name)
 
 
 def validate_search_space(name: str, cls: type) -> None:

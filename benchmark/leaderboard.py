@@ -452,4 +452,25 @@ def _draw_figures(out: Path, groups: list[dict[str, Any]]) -> dict[str, dict[str
                     drawn.setdefault(g["key"], {})[name] = rel
             except Exception as e:  # noqa: BLE001 - a figure must never cost the report
                 print(f"warning: could not draw {rel}: {type(e).__name__}: {e}", flush=True)
+        drawn.setdefault(g["key"], {}).update(_sample_grids(out, g))
+        if not drawn[g["key"]]:
+            del drawn[g["key"]]
     return drawn
+
+
+def _sample_grids(out: Path, g: dict[str, Any]) -> dict[str, str]:
+    """task=generate: the runner's sample-grid PNGs of the group's lowest seed (every model side by
+    side, then one per method), linked as they are (samples are not stored in the records)."""
+    cells = [c for row in g["rows"] for c in row["cells"] if c.get("samples") is not None]
+    if not cells:
+        return {}
+    seed = min((c.get("seed") for c in cells), key=str)
+    base = f"figures/samples-{cells[0].get('dataset')}-{cells[0].get('scenario')}-s{seed}"
+    found = {}
+    from benchmark.figures import file_label
+
+    for name, rel in [("samples", f"{base}.png")] + [(f"samples {row['label']}",
+                                                      f"{base}-{file_label(row['label'])}.png") for row in g["rows"]]:
+        if (out / rel).is_file():
+            found[name] = rel
+    return found

@@ -147,6 +147,8 @@ def reference_key(kind: str, cfg: Any, split: Split, seed: int, checkpoint_sha25
     norm = normalize_override(cfg)
     if norm is not None:  # only when set, so that default keys (and caches) stay valid
         fields["normalize"] = norm
+    if data.get("diffusion") is not None:  # a generator (task=generate): its noise schedule and dropout
+        fields["diffusion"] = _plain(data.diffusion)
     fields.update(training_identity(cfg.get("trainer")))
     return f"{kind}-{_hash(fields)[:20]}"
 
@@ -259,10 +261,16 @@ def get_reference(kind: str, cfg: Any, ds: ImageData, split: Split, transform: B
             print(f"warning: cached {kind} model {file} does not match the model ({str(e)[:80]}); retraining it")
             net = _fresh_net(cfg, ds, seed)
     train_idx = split.train if kind == "original" else split.retain
-    data = UnlearnData(images=ds.train_x, labels=ds.train_y, forget=torch.as_tensor(split.forget),
-                       retain=torch.as_tensor(train_idx), transform=transform, num_classes=ds.num_classes,
-                       scenario=split.scenario, forget_classes=split.forget_classes, seed=seed)
-    module = RecipeTraining(net, data, scheduler="cosine", optimizer="sgd", **dict(cfg.data.recipe))
+    fields = dict(images=ds.train_x, labels=ds.train_y, forget=torch.as_tensor(split.forget),
+                  retain=torch.as_tensor(train_idx), transform=transform, num_classes=ds.num_classes,
+                  scenario=split.scenario, forget_classes=split.forget_classes, seed=seed)
+    recipe = {"scheduler": "cosine", "optimizer": "sgd", **dict(cfg.data.recipe)}
+    if cfg.data.get("diffusion") is not None:  # a generator: the denoising loss (benchmark.generative)
+        from benchmark.generative.methods import DenoisingTraining, GenData, diffusion_of
+
+        module = DenoisingTraining(net, GenData(**fields, diffusion=diffusion_of(cfg, ds)), **recipe)
+    else:
+        module = RecipeTraining(net, UnlearnData(**fields), **recipe)
     L.seed_everything(seed, workers=True, verbose=False)
     t0 = time.perf_counter()
     seconds = fit(module, cfg.trainer)

@@ -25,6 +25,7 @@ from benchmark.report import print_table, write_summary
 from benchmark.results import check_writable, read_records, row_label
 from benchmark.schema import check_loaded
 from benchmark.stages.cell import run_cell
+from benchmark.stages.generate import run_gen_cell
 from benchmark.stages.plan import Plan, make_plan
 from benchmark.stages.references import (
     Group,
@@ -69,11 +70,24 @@ class Runner:
         print(f"[bench] {cfg.dataset}/{cfg.forget.scenario}:{shard} {len(plan.cells)} cells "
               f"({len(plan.cells) - len(plan.todo)} done already{stale}), methods: {', '.join(plan.methods)}",
               flush=True)
-        print_estimate(cfg, plan, self.ds, self.device)
+        generate = str(cfg.get("task", "classify")) == "generate"
+        if not generate:
+            print_estimate(cfg, plan, self.ds, self.device)
         sinks = [ResultsSink(self.out), WandbSink(cfg), Progress(len(plan.todo))]
         groups: dict[tuple, Group] = {}
+        evaluator = None
         for ratio, seed in plan.groups():
-            if (ratio, seed) not in groups:
+            if generate:  # docs/protocol.md s.8: generators, one evaluator for every group
+                from benchmark.generative.evaluation import get_evaluator
+                from benchmark.stages.generate import prepare_gen_group
+
+                if evaluator is None:
+                    t0 = time.perf_counter()
+                    evaluator = get_evaluator(cfg, self.ds, self.device)
+                    print(f"[gen] evaluator {evaluator.key}: test accuracy {evaluator.test_acc:.1f}% "
+                          f"({time.perf_counter() - t0:.1f} s)", flush=True)
+                groups[(ratio, seed)] = prepare_gen_group(cfg, self.ds, ratio, seed, self.device, evaluator)
+            elif (ratio, seed) not in groups:
                 # every seed's references first when the other seeds' oracles can serve as RMIA references
                 seeds = plan.seeds if forget_fixed_across_seeds(cfg) and len(plan.seeds) > 1 else [seed]
                 new = {s: prepare_group(cfg, self.ds, ratio, s, self.device) for s in seeds}
@@ -85,7 +99,8 @@ class Runner:
                 print(f"[run] {cell.method} ratio={ratio} seed={seed}", flush=True)
                 self.in_flight = cell
                 try:
-                    res = run_cell(cfg, self.ds, g, cell, self.device, diagnostics_path(self.out, cell.cell_id))
+                    run = run_gen_cell if generate else run_cell
+                    res = run(cfg, self.ds, g, cell, self.device, diagnostics_path(self.out, cell.cell_id))
                     with signals_held():  # a finished cell is written whole: curves, record, progress
                         record = res.record(cfg)
                         for sink in sinks:
@@ -100,12 +115,35 @@ class Runner:
                 results.append(res)
             if cfg.attack.enabled:
                 self._figure(ratio, seed, results, g)
+            if generate:
+                self._sample_grids(ratio, seed, results, g)
         sinks[1].finish(self.out)
         current = {c.cell_id for c in plan.cells}
         mine = [r for r in read_records(self.out).records if r.get("cell_id") in current]
         print_table(mine, plan.methods)
         write_summary(self.out)
         return mine
+
+    def _sample_grids(self, ratio: float | None, seed: int, results: list, g: Any) -> None:
+        """task=generate: a sample-grid PNG per method (one row per class) and one of the whole group
+        (original, oracle, each method side by side)."""
+        from benchmark.figures import file_label, plot_sample_grids
+
+        rows = [("original", g.original_eval.grid), ("retrain", g.oracle_eval.grid)]
+        rows += [(row_label(r.cell.method, r.cell.variant, r.cell.hparams_source), r.samples.grid)
+                 for r in results if r.status == "ok" and r.samples is not None
+                 and r.cell.method not in ("original", "retrain")]
+        base = f"{self.cfg.dataset}-{self.cfg.forget.scenario}-s{seed}"
+        forgot = list(g.split.forget_classes)
+        try:
+            for label, grid in rows:
+                plot_sample_grids([(label, grid)], forgot, f"{self.cfg.dataset} seed={seed}: {label}",
+                                  self.out / "figures" / f"samples-{base}-{file_label(label)}.png")
+            path = plot_sample_grids(rows, forgot, f"{self.cfg.dataset} class forgetting {forgot} seed={seed}",
+                                     self.out / "figures" / f"samples-{base}.png")
+            print(f"[figure] {path}", flush=True)
+        except Exception as e:  # noqa: BLE001 - a figure must never cost a result
+            print(f"warning: could not draw the sample grids: {type(e).__name__}: {e}", flush=True)
 
     def _figure(self, ratio: float | None, seed: int, results: list, g: Group) -> None:
         from benchmark.figures import plot_relearn_group

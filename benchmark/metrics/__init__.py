@@ -11,7 +11,7 @@ Typical use::
     values, reasons = compute_metrics(ctx)      # every metric whose requirements ctx holds
 """
 
-from benchmark.metrics import accuracy, derived, mia, population, relearn  # noqa: F401  (registers the metrics)
+from benchmark.metrics import accuracy, derived, generative, mia, population, relearn  # noqa: F401  (registers the metrics)
 from benchmark.metrics.core import (
     DIRECTIONS,
     METRICS,

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 DIRECTIONS: tuple[str, ...] = ("higher", "lower", "oracle", "info")
 
 #: What a metric may need beyond the model's own outputs.
-REQUIREMENTS: tuple[str, ...] = ("outputs", "references", "oracle", "weights", "timings", "curves", "population")
+REQUIREMENTS: tuple[str, ...] = ("outputs", "references", "oracle", "weights", "timings", "curves", "population",
+                                 "samples")
 
 ATTACKER = "{attacker}"  # the placeholder of per-attacker key templates
 
@@ -132,6 +133,8 @@ class MetricContext:
         near_classes: Class scenario: the remaining classes nearest the forgotten ones (by the
             original's mean softmax on the forgotten classes' test images), for over-unlearning.
         rmia_undefined: Why RMIA has no references here (the forget set differs between seeds).
+        samples: A generator's scored samples (``benchmark.generative.evaluation.SampleEval``),
+            task=generate; a generator has no classifier ``outputs`` (an empty mapping).
     """
 
     outputs: ModelOutputs
@@ -151,6 +154,7 @@ class MetricContext:
     population: Mapping[str, Any] | None = None
     near_classes: list[int] | None = None
     rmia_undefined: str | None = None
+    samples: Any = None
     values: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -174,10 +178,10 @@ class MetricContext:
 
     def has(self, requirement: str) -> bool:
         """Whether this context holds what a metric ``requires``."""
-        return {"outputs": True, "references": True, "oracle": self.oracle_values is not None,
+        return {"outputs": bool(self.outputs), "references": True, "oracle": self.oracle_values is not None,
                 "weights": self.weights is not None, "timings": self.timings is not None,
                 "curves": bool(self.curves) and self.levels is not None,
-                "population": bool(self.population)}[requirement]
+                "population": bool(self.population), "samples": self.samples is not None}[requirement]
 
     def attackers(self) -> list[str]:
         return list(self.curves or {})

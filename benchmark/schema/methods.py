@@ -82,9 +82,12 @@ def check_method_values(cfg: Any) -> None:
     """Keys (``hparams.validate``, with did-you-mean) and values of ``method_args``,
     ``method_defaults``, method variant YAMLs and the reference recipe ``data.recipe``."""
     from benchmark import hparams
-    from benchmark.module import METHODS
+    from benchmark.generative.methods import DenoisingTraining, method_registry
     from benchmark.reference import RecipeTraining
 
+    METHODS = method_registry(cfg)  # noqa: N806 - the task's registry (generators with task=generate)
+    if str(cfg.get("task", "classify")) == "generate":
+        RecipeTraining = DenoisingTraining  # noqa: N806 - what trains the reference generators
     names = METHODS.names() if cfg.methods == "all" else [str(m) for m in cfg.methods]
     hparams.validate(cfg, names)
     common = _plain(cfg.get("method_defaults")) or {}

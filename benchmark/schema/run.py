@@ -37,6 +37,17 @@ from benchmark.schema.rules import (
 
 SCHEMA: dict[str, Rule] = {
     "dataset": string(eg="digits"),
+    "task": string(("classify", "generate")),
+    "generate.sample_steps": integer(1, 1000, eg="10"),
+    "generate.guidance": number(0, 100, eg="2.0"),
+    "generate.samples_per_class": integer(2, eg="50"),
+    "generate.attack_samples": integer(1, eg="50"),
+    "generate.grid_per_class": integer(1, 64, eg="8"),
+    "generate.features": string(("evaluator", "inception")),
+    "data.diffusion.timesteps": integer(2, 100000, eg="200"),
+    "data.diffusion.p_uncond": number(0, 1, hi_open=True, eg="0.1"),
+    "data.evaluator.model": string(eg="digits_cnn"),
+    "data.evaluator.seed": integer(0, SEED_MAX, eg="0"),
     "model": string(null=True, eg="cnn32"),
     "preset": string(null=True, eg="cifar10_cpu"),
     "method_args": mapping(),
@@ -254,14 +265,45 @@ def train_size_of(subset: int, cfg: Any) -> int:
 
 def _check_registries(cfg: Any) -> None:
     from benchmark.callbacks.relearn import ATTACKERS
-    from benchmark.models import MODELS
-    from benchmark.module import METHODS
+    from benchmark.generative.methods import check_generative_method, method_registry
+    from benchmark.models import MODELS, model_task
 
+    registry = method_registry(cfg)
+    task = str(cfg.get("task", "classify"))
     if cfg.methods != "all":
         for m in cfg.methods:
-            METHODS.get(str(m))
+            if task == "generate":
+                check_generative_method(str(m))
+            registry.get(str(m))
     if cfg.get("model") is not None:
         MODELS.get(str(cfg.model))
+        if model_task(str(cfg.model)) != task:
+            want = "a generator, e.g. model=digits_unet" if task == "generate" else "a classifier, e.g. model=digits_mlp"
+            fail("model", str(cfg.model), f"is a {'generator' if task == 'classify' else 'classifier'} "
+                 f"but task={task}", f"use {want}, or task={model_task(str(cfg.model))}")
+    if task == "generate":
+        ev = cfg.data.get("evaluator")
+        if ev is None or cfg.data.get("diffusion") is None:
+            fail("task", task, f"needs data.diffusion and data.evaluator (configs/generate/{cfg.dataset}.yaml)",
+                 "add them to that file")
+        MODELS.get(str(ev.model))
+        if model_task(str(ev.model)) != "classify":
+            fail("data.evaluator.model", str(ev.model), "is not a classifier", "use e.g. digits_cnn")
+        if str(cfg.forget.scenario) != "class":
+            fail("forget.scenario", str(cfg.forget.scenario), "is not supported with task=generate (samples are "
+                 "scored per class)", "use forget.scenario=class forget.classes=[3]")
+        if cfg.get("tuned"):
+            fail("tuned", cfg.tuned, "is not supported with task=generate (no tuned generative files yet)",
+                 "use tuned=false")
+        if int((((cfg.get("eval") or {}).get("population")) or {}).get("k") or 0):
+            fail("eval.population.k", cfg.eval.population.k, "is not supported with task=generate",
+                 "use eval.population.k=0")
+        if any((cfg.get("reference") or {}).get(r) for r in ("original", "oracle")):
+            fail("reference", "checkpoint", "is not supported with task=generate yet",
+                 "use reference.original=null reference.oracle=null")
+        if str(cfg.attack.relearn_set) != "forget":
+            fail("attack.relearn_set", str(cfg.attack.relearn_set), "is not supported with task=generate",
+                 "use attack.relearn_set=forget")
     if cfg.attack.enabled:
         for a in cfg.attack.attackers:
             ATTACKERS.get(str(a))

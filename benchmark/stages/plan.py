@@ -18,9 +18,9 @@ from benchmark import hparams
 from benchmark.config import attacker_config, to_dict
 from benchmark.data.splits import check_ratio
 from benchmark.errors import BenchmarkError
+from benchmark.generative.methods import method_registry
 from benchmark.identity import cell_keys, code_fingerprint, file_digest
 from benchmark.models import MODELS
-from benchmark.module import METHODS
 from benchmark.schema import check_config
 from benchmark.training import eval_device, world_size
 from benchmark.tuned import tuned_layers
@@ -105,6 +105,7 @@ def resolve_methods(cfg: Any) -> tuple[list[str], dict[str, str]]:
     support the scenario (-> skipped, with the reason). ``all`` means all that support it,
     except the sanity battery's cheats (``sanity = True``), which run only when listed."""
     spec = cfg.methods
+    METHODS = method_registry(cfg)  # noqa: N806 - the task's methods (generators with task=generate)
     if spec in ("all", None):
         names = [m for m in METHODS.names() if not METHODS.get(m).sanity]
     else:
@@ -148,7 +149,7 @@ def attack_identity(cfg: Any) -> dict[str, Any] | None:
 
 def cell_identity(cfg: Any, method: str, ratio: float | None, seed: int, hp: dict[str, Any]) -> dict[str, Any]:
     """Everything that determines a cell's numbers, except the code (see ``benchmark.identity``)."""
-    cls, f = METHODS.get(method), cfg.forget
+    cls, f = method_registry(cfg).get(method), cfg.forget
     # num_classes is a fact about the data (declared for the up-front checks), not a setting
     data = {k: v for k, v in to_dict(cfg.data).items() if k not in ("root", "download", "num_classes")}
     refs = cfg.get("reference") or {}
@@ -165,7 +166,16 @@ def cell_identity(cfg: Any, method: str, ratio: float | None, seed: int, hp: dic
         "eval": to_dict(cfg.eval),
         "trainer": {"devices": world_size(cfg.trainer), "precision": str(cfg.trainer.precision),
                     "device": eval_device(cfg.trainer).type},
+        **generate_identity(cfg),
     }
+
+
+def generate_identity(cfg: Any) -> dict[str, Any]:
+    """``task=generate``: the task and the sampler/scoring settings (they change every number);
+    nothing for classifiers, so their identities are those of before."""
+    if str(cfg.get("task", "classify")) != "generate":
+        return {}
+    return {"task": "generate", "generate": to_dict(cfg.generate)}
 
 
 def check_plan(cfg: Any) -> tuple[list[str], list[float | None], list[int], tuple[int, int] | None, dict[str, str]]:
@@ -203,7 +213,7 @@ def make_plan(cfg: Any, done: dict[str, dict[str, Any]]) -> Plan:
     cells, todo, stale = [], [], []
     tuned = tuned_layers(cfg, methods, ratios, seeds)
     for m in methods:
-        code = code_fingerprint(METHODS.get(m))
+        code = code_fingerprint(method_registry(cfg).get(m))
         for ratio in ratios:
             t = tuned.get((m, ratio))
             hp = hparams.resolve(m, cfg, tuned=t.params if t else None)

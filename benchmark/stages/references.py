@@ -284,7 +284,7 @@ def calibrate_budget(plan: AttackPlan, cfg: Any, oracle: Reference, device: torc
             for n, c in plan.attackers.items()}
     # 1% of the cap: T_cal only sizes the budget (the group's T values come from the budgeted runs)
     every = {n: _eval_every(a, caps[n]) for n in caps}
-    cal = AttackPlan(plan.target, plan.levels, plan.attackers, caps, every, plan.seed,
+    cal = type(plan)(plan.target, plan.levels, plan.attackers, caps, every, plan.seed,
                      plan.original_state, f"{plan.key}-cal", stop_after_tail=0, repeats=plan.repeats)
     t0 = time.perf_counter()
     curves = cal.cached_run(adir / f"{oracle.key}-{cal.key}.json", oracle.net, device, ref_key=oracle.key)

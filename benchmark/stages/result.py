@@ -39,6 +39,7 @@ class CellResult:
     levels: Any = None
     diagnostics: list[dict[str, float]] = field(default_factory=list)
     population: dict[str, Any] | None = None  # per-example epsilons (eval.population), for figures
+    samples: Any = None  # task=generate: the generator's scored samples (SampleEval; its scores are recorded)
     net: Any = None  # the unlearned network (not serialised)
     outputs: Any = None  # its full outputs (not serialised)
 
@@ -73,7 +74,9 @@ class CellResult:
             "effective_batch": self.effective_batch, "time": time.time(),
         }
         if c.tuned:
-            rec["tuned"] = c.tuned  # the tuned file (path, sha256), the forget setting and the study
+            rec["tuned"] = c.tuned
+        if self.samples is not None and self.status == "ok":  # task=generate: per-class scores of the samples
+            rec["samples"] = self.samples.to_dict()  # the tuned file (path, sha256), the forget setting and the study
         if self.status == "ok":
             rec.update(metrics=self.metrics, undefined=self.undefined,
                        directions={k: d for k, d in metric_directions(attackers).items() if k in self.metrics})

@@ -86,6 +86,14 @@ class WandbSink:
                     xs=curve.steps, ys=[curve.acc, [target] * len(curve.steps)],
                     keys=["forget accuracy", "target A*"], title=f"relearning ({attacker}, repeat 0)",
                     xname="attack step")}, step=last + 1)
+            if res.samples is not None and res.samples.grid is not None:  # task=generate: the sample grid
+                from benchmark.figures import grid_image
+
+                forgot = ", ".join(str(c) for c in res.samples.forget_classes)
+                run.log({"samples/grid": wandb.Image(grid_image(res.samples.grid), caption=(
+                    f"{label}: one row per class 0..{len(res.samples.class_acc) - 1} (forgotten: {forgot}), "
+                    "fixed-seed DDIM samples")),
+                    **{f"samples/class_acc/{c}": v for c, v in res.samples.class_acc.items()}}, step=last + 1)
             run.summary.update(values)
             run.finish()
             self.logged += 1
@@ -120,6 +128,8 @@ class Progress:
         attackers = list(res.curves)
         cells = []
         for col in progress_keys(attackers):
+            if col.key not in res.metrics:  # the other task's columns (classifier vs generator)
+                continue
             v = res.metrics.get(col.key)
             cells.append(f"{col.title} {'-' if v is None else f'{v:.{col.digits}f}'}")
         print(f"{head}  " + "  ".join(cells) + f"  ETA {eta:.0f} s", flush=True)

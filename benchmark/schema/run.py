@@ -55,6 +55,13 @@ SCHEMA: dict[str, Rule] = {
     "sweep": string(null=True, eg="digits"),
     "shard": shard,
     "retry_failed": boolean(),
+    "executor.name": string(("local", "ray"), eg="ray"),
+    "executor.address": string(null=True, eg="auto"),
+    "executor.num_cpus": integer(1, null=True, eg="2"),
+    "executor.cpus_per_cell": number(0, lo_open=True, eg="1"),
+    "executor.gpus_per_cell": number(0, null=True, eg="0.25"),
+    "executor.max_retries": integer(0, 100, eg="2"),
+    "executor.share": string(("object", "cache"), eg="object"),
     "output_dir": nonempty_path,
     "cache_dir": nonempty_path,
     "trainer.accelerator": string(ACCELERATORS),
@@ -154,6 +161,40 @@ def check_config(cfg: DictConfig) -> None:
                  f"pass a state_dict checkpoint, or reference.{key}=null to train it with the recipe")
     for key in ("output_dir", "cache_dir"):
         check_dir_writable(key, str(cfg.get(key)))
+    _check_executor(cfg)
+
+
+def executor_name(cfg: Any) -> str:
+    """``executor.name``: local (the default, also when the key is absent) or ray."""
+    return str((cfg.get("executor") or {}).get("name") or "local")
+
+
+def _check_executor(cfg: Any) -> None:
+    """``executor=ray``: Ray is installed, and each cell is one process on at most one GPU."""
+    if executor_name(cfg) != "ray":
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise BenchmarkError("executor=ray needs Ray, which is not installed; pip install 'unlearn-bench[ray]' "
+                             "(or pip install ray), or use executor=local")
+    ex = cfg.executor
+    ws = cfg.trainer.get("devices", 1)
+    if not (_is_int(ws) and ws == 1) and not (isinstance(ws, (list, ListConfig)) and len(ws) == 1):
+        fail("trainer.devices", _plain(ws), "splits one cell across devices (DDP), but executor=ray runs one "
+             "cell per task", "use trainer.devices=1 with executor=ray (executor.gpus_per_cell sizes each task), "
+             "or executor=local for DDP")
+    gpus = ex.get("gpus_per_cell")
+    if gpus and str(cfg.trainer.accelerator) == "cpu":
+        fail("executor.gpus_per_cell", gpus, "reserves GPUs for cells that train on the CPU "
+             "(trainer.accelerator=cpu)", "use executor.gpus_per_cell=0, or trainer.accelerator=auto")
+    if gpus is not None and gpus > 1:
+        fail("executor.gpus_per_cell", gpus, "gives one cell several GPUs, but a cell runs in one process on "
+             "one device", "use executor.gpus_per_cell=1 (or a fraction, e.g. 0.5), and executor=local with "
+             "trainer.devices=N for DDP")
+    if ex.get("address") and ex.get("num_cpus"):
+        fail("executor.num_cpus", ex.num_cpus, "sizes a Ray instance started here, but executor.address joins "
+             "a running cluster", "unset one of them (executor.num_cpus=null)")
 
 
 def _check_methods_spec(v: Any) -> None:

@@ -249,11 +249,11 @@ def _drive(runner: Any, sinks: list, pending: dict[Any, tuple]) -> None:
     batches = reference_batches(cfg, plan.groups(), plan.seeds)
     origs: dict[int, Any] = {}
     if batches and checkpoint_path("original", cfg) is None:
-        for ratio, seeds in batches:
-            for s in seeds:
-                origs.setdefault(s, original.remote(cfg_ref, ds_ref, ratio, s))
-        for s in original_seeds(cfg, plan.seeds):  # eval.population's originals
-            origs.setdefault(s, original.remote(cfg_ref, ds_ref, batches[0][0], s))
+        wanted = [(ratio, s) for ratio, seeds in batches for s in seeds]
+        wanted += [(batches[0][0], s) for s in original_seeds(cfg, plan.seeds)]  # eval.population's originals
+        for ratio, s in wanted:
+            if s not in origs:  # one task per original, whichever groups share it
+                origs[s] = original.remote(cfg_ref, ds_ref, ratio, s)
     for ref in origs.values():
         pending[ref] = ("original",)
     pop = list(range(population_size(cfg)))

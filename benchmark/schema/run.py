@@ -185,13 +185,13 @@ def _check_executor(cfg: Any) -> None:
              "cell per task", "use trainer.devices=1 with executor=ray (executor.gpus_per_cell sizes each task), "
              "or executor=local for DDP")
     gpus = ex.get("gpus_per_cell")
-    if gpus and str(cfg.trainer.accelerator) == "cpu":
-        fail("executor.gpus_per_cell", gpus, "reserves GPUs for cells that train on the CPU "
-             "(trainer.accelerator=cpu)", "use executor.gpus_per_cell=0, or trainer.accelerator=auto")
     if gpus is not None and gpus > 1:
         fail("executor.gpus_per_cell", gpus, "gives one cell several GPUs, but a cell runs in one process on "
              "one device", "use executor.gpus_per_cell=1 (or a fraction, e.g. 0.5), and executor=local with "
              "trainer.devices=N for DDP")
+    if gpus and str(cfg.trainer.accelerator) == "cpu":
+        fail("executor.gpus_per_cell", gpus, "reserves GPUs for cells that train on the CPU "
+             "(trainer.accelerator=cpu)", "use executor.gpus_per_cell=0, or trainer.accelerator=auto")
     if ex.get("address") and ex.get("num_cpus"):
         fail("executor.num_cpus", ex.num_cpus, "sizes a Ray instance started here, but executor.address joins "
              "a running cluster", "unset one of them (executor.num_cpus=null)")

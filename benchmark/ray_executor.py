@@ -1,5 +1,5 @@
 """``executor=ray``: the run's grid as a graph of Ray tasks, on every CPU and GPU of a machine
-or of a cluster (README "Executors").
+or of a cluster (README "GPUs and clusters").
 
 The tasks are the stages of ``benchmark/runner.py``, unchanged:
 
@@ -30,6 +30,8 @@ import copy
 import dataclasses
 import logging
 import math
+import signal
+import threading
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -142,7 +144,10 @@ def cell_task(cfg: Any, ds: ImageData | None, g: Any, cell: Cell, seeds: list[in
 
 
 def _failed(cfg: Any, cell: Cell, why: str, tb: str | None = None, info: dict | None = None) -> CellResult:
+    """A cell's failed result, built where :func:`run_cell` could not build it."""
     res = CellResult(cell=cell, status="failed", world_size=world_size(cfg.trainer))
+    batch = cell.hparams.get("batch_size")
+    res.effective_batch = batch and res.world_size * int(batch)
     if info:
         res.split_hash, res.reference_keys = info["split_hash"], info["reference_keys"]
         res.warnings = list(info["warnings"])
@@ -168,10 +173,16 @@ def connect(cfg: Any) -> bool:
         return False
     ex = cfg.executor
     kw: dict[str, Any] = {"log_to_driver": True, "logging_level": logging.WARNING}
-    if ex.get("address"):
-        ray.init(address=str(ex.address), **kw)
-    else:
-        ray.init(num_cpus=ex.get("num_cpus"), include_dashboard=False, **kw)
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        if ex.get("address"):
+            ray.init(address=str(ex.address), **kw)
+        else:
+            ray.init(num_cpus=ex.get("num_cpus"), include_dashboard=False, **kw)
+    finally:
+        if main and handler is not None:  # ray.init sets its own (sys.exit): the run's clean stop stays
+            signal.signal(signal.SIGTERM, handler)
     return True
 
 
@@ -203,6 +214,8 @@ def _app_error(e: BaseException) -> BaseException | None:
 def run_ray(runner: Any, sinks: list) -> None:
     """Runs ``runner.plan``'s cells as Ray tasks and writes each result through ``runner.write``."""
     cfg = runner.cfg
+    if not runner.plan.todo:
+        return  # everything is recorded: no cluster needed
     started = connect(cfg)
     pending: dict[Any, tuple] = {}
     try:
@@ -308,14 +321,14 @@ def _drive(runner: Any, sinks: list, pending: dict[Any, tuple]) -> None:
                 res = _failed(cfg, cell, why, tb, infos.get(cell.group))
             if res.diagnostics:
                 write_rows(diagnostics_path(runner.out, cell.cell_id), res.diagnostics)
-            progress.running = min(slots, sum(1 for j in pending.values() if j[0] == "cell"))
+            # cells whose references are ready, as many as the cluster holds (Ray does not say which run)
+            progress.running = min(slots, sum(1 for j in pending.values() if j[0] == "cell" and j[1].group in infos))
             runner.write(sinks, res)
             results[cell.group].append(res)
             left[cell.group] -= 1
             info = infos.get(cell.group)
             if left[cell.group] == 0 and cfg.attack.enabled and info and info["levels"] is not None:
                 runner.figure(cell.ratio, cell.seed, results.pop(cell.group), info["ref_curves"], info["levels"])
-    runner.references_trained = dict(trained)
     twice = [k for k, n in trained.items() if n > 1]
     print(f"[ray] {len(trained)} reference models trained" + (f"; trained twice: {twice}" if twice else ""),
           flush=True)

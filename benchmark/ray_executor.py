@@ -43,6 +43,7 @@ from benchmark.data import ImageData, load_dataset
 from benchmark.data.transforms import make_transform
 from benchmark.diagnostics import write_rows
 from benchmark.errors import BenchmarkError
+from benchmark.io import signals_held
 from benchmark.reference import Reference, checkpoint_path, get_reference
 from benchmark.stages.cell import run_cell
 from benchmark.stages.plan import Cell
@@ -283,52 +284,62 @@ def _drive(runner: Any, sinks: list, pending: dict[Any, tuple]) -> None:
     infos: dict[tuple, dict] = {}
     results: dict[tuple, list] = defaultdict(list)
     trained: dict[str, int] = defaultdict(int)
-    progress = sinks[2]
     while pending:
-        done, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_S)
-        for ref in done:
-            job = pending.pop(ref)
-            if job[0] == "original":
-                try:
-                    r = ray.get(ref)
-                    if not r.cached:
-                        trained[r.key] += 1
-                except Exception:  # noqa: BLE001 - its groups' cells report it
-                    pass
-                continue
-            if job[0] == "references":
-                _, ratio, seeds = job
-                try:
-                    info = ray.get(ref)
-                except Exception as e:  # noqa: BLE001
-                    app = _app_error(e)
-                    if isinstance(app, BenchmarkError):  # a bad input: stop, as the local loop does
-                        raise BenchmarkError(str(app)) from None
-                    continue  # a dead worker: each of its cells records the cause
-                for s in seeds:
-                    infos[(ratio, s)] = info[s]
-                    for k in info[s]["trained"]:
-                        trained[k] += 1
-                continue
-            cell = job[1]
-            try:
-                res = ray.get(ref)
-            except Exception as e:  # noqa: BLE001 - a dead worker or node, after the retries
-                app = _app_error(e)
-                if isinstance(app, BenchmarkError):
-                    raise BenchmarkError(str(app)) from None
-                why, tb = _cause(e, retries)
-                res = _failed(cfg, cell, why, tb, infos.get(cell.group))
-            if res.diagnostics:
-                write_rows(diagnostics_path(runner.out, cell.cell_id), res.diagnostics)
-            # cells whose references are ready, as many as the cluster holds (Ray does not say which run)
-            progress.running = min(slots, sum(1 for j in pending.values() if j[0] == "cell" and j[1].group in infos))
-            runner.write(sinks, res)
-            results[cell.group].append(res)
-            left[cell.group] -= 1
-            info = infos.get(cell.group)
-            if left[cell.group] == 0 and cfg.attack.enabled and info and info["levels"] is not None:
-                runner.figure(cell.ratio, cell.seed, results.pop(cell.group), info["ref_curves"], info["levels"])
+        # a signal never cuts into Ray's own calls: it is raised (Interrupted) at the end of a round
+        with signals_held():
+            _round(runner, sinks, pending, infos, results, trained, left, slots, retries)
     twice = [k for k, n in trained.items() if n > 1]
     print(f"[ray] {len(trained)} reference models trained" + (f"; trained twice: {twice}" if twice else ""),
           flush=True)
+
+
+def _round(runner: Any, sinks: list, pending: dict[Any, tuple], infos: dict, results: dict, trained: dict,
+           left: dict, slots: int, retries: int) -> None:
+    """Waits up to WAIT_S for finished tasks and takes in each: counts, group summaries, cell results
+    (written through the runner's sinks), a group's figure once its last cell is in."""
+    ray = _ray()
+    cfg, progress = runner.cfg, sinks[2]
+    done, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_S)
+    for ref in done:
+        job = pending.pop(ref)
+        if job[0] == "original":
+            try:
+                r = ray.get(ref)
+                if not r.cached:
+                    trained[r.key] += 1
+            except Exception:  # noqa: BLE001 - its groups' cells report it
+                pass
+            continue
+        if job[0] == "references":
+            _, ratio, seeds = job
+            try:
+                info = ray.get(ref)
+            except Exception as e:  # noqa: BLE001
+                app = _app_error(e)
+                if isinstance(app, BenchmarkError):  # a bad input: stop, as the local loop does
+                    raise BenchmarkError(str(app)) from None
+                continue  # a dead worker: each of its cells records the cause
+            for s in seeds:
+                infos[(ratio, s)] = info[s]
+                for k in info[s]["trained"]:
+                    trained[k] += 1
+            continue
+        cell = job[1]
+        try:
+            res = ray.get(ref)
+        except Exception as e:  # noqa: BLE001 - a dead worker or node, after the retries
+            app = _app_error(e)
+            if isinstance(app, BenchmarkError):
+                raise BenchmarkError(str(app)) from None
+            why, tb = _cause(e, retries)
+            res = _failed(cfg, cell, why, tb, infos.get(cell.group))
+        if res.diagnostics:
+            write_rows(diagnostics_path(runner.out, cell.cell_id), res.diagnostics)
+        # cells whose references are ready, as many as the cluster holds (Ray does not say which run)
+        progress.running = min(slots, sum(1 for j in pending.values() if j[0] == "cell" and j[1].group in infos))
+        runner.write(sinks, res)
+        results[cell.group].append(res)
+        left[cell.group] -= 1
+        info = infos.get(cell.group)
+        if left[cell.group] == 0 and cfg.attack.enabled and info and info["levels"] is not None:
+            runner.figure(cell.ratio, cell.seed, results.pop(cell.group), info["ref_curves"], info["levels"])

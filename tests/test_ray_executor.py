@@ -1,8 +1,9 @@
 """``executor=ray`` (benchmark/ray_executor.py): a local Ray instance of two single-CPU workers.
 
-Each Ray run is a ``python -m benchmark run`` process, as a user starts it (Ray starts in
-seconds, each worker imports Lightning), so there are two: one with workers that die, one
-whose driver is killed mid-sweep and rerun. The checks without a Ray instance come first.
+Ray starts in seconds and each worker imports Lightning, so there are three Ray runs: one
+whose workers die, one whose driver (a ``python -m benchmark run`` process) is killed
+mid-sweep, and its rerun; the two complete ones drive from this process. The checks without a
+Ray instance come first.
 """
 
 from __future__ import annotations
@@ -84,13 +85,6 @@ def _start(tmp: Path, args: list[str], name: str) -> tuple[subprocess.Popen, Pat
     return p, log
 
 
-def _finish(p: subprocess.Popen, timeout: float = 240) -> int:
-    try:
-        return p.wait(timeout=timeout)
-    finally:
-        _reap(p)
-
-
 def _reap(p: subprocess.Popen) -> None:
     """Ends what is left of the process group this test started (nothing, when Ray cleaned up)."""
     try:
@@ -133,20 +127,38 @@ def test_without_ray_installed_executor_ray_says_how_to_install_it(tmp_path, mon
 
 # -- a Ray instance of two single-CPU workers --------------------------------------------------
 
-@pytest.mark.slow
-def test_a_killed_worker_is_retried_then_recorded_and_no_reference_is_trained_twice(tmp_path):
-    """Two groups (ratios) that share theta_o; a cell whose worker dies once succeeds on its
-    retry, one whose worker always dies is recorded as failed with the cause after
-    1 + max_retries attempts, and the sweep goes on."""
+@pytest.fixture
+def crash_methods(tmp_path, monkeypatch):
+    """The crashing methods, importable here and in Ray's workers (which inherit this environment);
+    unregistered afterwards, so no later test sees them."""
+    from benchmark.module import METHODS
+
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "crash_methods.py").write_text(CRASHING)
     (tmp_path / "markers").mkdir()
+    for k, v in _env(tmp_path).items():
+        if k in ("PYTHONPATH", "CRASH_MARKERS", "RAY_AUTH_MODE"):
+            monkeypatch.setenv(k, v)
+    monkeypatch.syspath_prepend(str(tmp_path / "pkg"))
+    yield
+    for name in ("crash_once", "crash_always"):
+        METHODS._items.pop(name, None)
+    sys.modules.pop("crash_methods", None)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_retried_then_recorded_and_no_reference_is_trained_twice(tmp_path, crash_methods,
+                                                                                    capsys):
+    """Two groups (ratios) that share theta_o; a cell whose worker dies once succeeds on its
+    retry, one whose worker always dies is recorded as failed with the cause after
+    1 + max_retries attempts, and the sweep goes on. (The driver runs in this process.)"""
+    from benchmark.cli import main
+
     args = _args(tmp_path, "imports=[crash_methods]", "methods=[finetune,crash_once,crash_always]",
                  "forget.ratios=[0.1,0.3]", "method_defaults.epochs=1", "attack.enabled=false",
                  "executor.max_retries=1")
-    p, log = _start(tmp_path, args, "run")
-    rc = _finish(p)
-    out = log.read_text(errors="replace")
+    rc = main(["run", *args])
+    out = capsys.readouterr().out
     assert rc == 1, out  # a failed cell: status 1, as with executor=local
     recs = read_records(tmp_path / "out").records
     by = {(r["method"], r["ratio"]): r for r in recs}
@@ -164,8 +176,6 @@ def test_a_killed_worker_is_retried_then_recorded_and_no_reference_is_trained_tw
     assert len(list((tmp_path / "cache" / "models").glob("original-*.pt"))) == 1
     # the metrics of the ok cells are those of the local executor (the determinism contract)
     local = tmp_path / "local"
-    from benchmark.cli import main
-
     keep = [a for a in args if not a.startswith(("executor", "output_dir", "methods", "imports"))]
     assert main(["run", *keep, "methods=[finetune]", f"output_dir={local}"]) == 0
     sys.path.insert(0, str(ROOT / "scripts"))
@@ -180,8 +190,8 @@ def test_a_killed_worker_is_retried_then_recorded_and_no_reference_is_trained_tw
 
 
 @pytest.mark.slow
-def test_killing_the_driver_mid_sweep_then_rerunning_loses_and_duplicates_nothing(tmp_path):
-    args = _args(tmp_path, "methods=[original,retrain,finetune,grad_ascent,l1_sparse]", "forget.ratios=[0.1,0.3]",
+def test_killing_the_driver_mid_sweep_then_rerunning_loses_and_duplicates_nothing(tmp_path, monkeypatch, capsys):
+    args = _args(tmp_path, "methods=[original,retrain,finetune,l1_sparse]", "forget.ratios=[0.1,0.3]",
                  "attack.enabled=false")
     results = tmp_path / "out" / "results.jsonl"
     p, log = _start(tmp_path, args, "first")
@@ -194,22 +204,22 @@ def test_killing_the_driver_mid_sweep_then_rerunning_loses_and_duplicates_nothin
         os.kill(p.pid, signal.SIGKILL)  # the driver alone, mid-sweep
         p.wait(timeout=30)
         kept = [json.loads(x) for x in results.read_bytes().splitlines() if x.strip()]
-        assert 2 <= len(kept) < 10, "the kill came after the sweep ended; make its cells longer"
-        # the Ray instance the driver started goes with it: workers, raylet and GCS within seconds
-        # (Ray's two agents notice it last, within about a minute; the test reaps them below)
-        deadline = time.monotonic() + 30
-        while _group(p.pid) - AGENTS and time.monotonic() < deadline:
-            time.sleep(0.5)
+        assert 2 <= len(kept) < 8, "the kill came after the sweep ended; make its cells longer"
+        # the same command again (its driver in this process): only the missing cells run
+        from benchmark.cli import main
+
+        monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+        assert main(["run", *args]) == 0
+        # meanwhile the Ray instance the killed driver started went with it: workers, raylet and
+        # GCS within seconds (Ray's two agents notice last, within about a minute: reaped below)
         assert not _group(p.pid) - AGENTS, f"Ray processes outlived the killed driver: {_group(p.pid)}"
     finally:
         _reap(p)
-    p2, log2 = _start(tmp_path, args, "second")
-    assert _finish(p2) in (0, 1), log2.read_text(errors="replace")  # 1: grad_ascent may diverge (recorded)
-    assert f"({len(kept)} done already)" in log2.read_text(errors="replace")
+    assert f"({len(kept)} done already)" in capsys.readouterr().out
     lines = [json.loads(x) for x in results.read_bytes().splitlines() if x.strip()]
     ids = [r["cell_id"] for r in lines]
-    assert len(ids) == len(set(ids)) == 10  # every cell once: none lost, none written twice
-    assert all(r["status"] == "ok" or "non-finite" in r["error"] for r in lines)
+    assert len(ids) == len(set(ids)) == 8  # every cell once: none lost, none written twice
+    assert all(r["status"] == "ok" for r in lines)
     assert {r["cell_id"]: r["time"] for r in lines if r["cell_id"] in {k["cell_id"] for k in kept}} == \
         {k["cell_id"]: k["time"] for k in kept}  # the first run's records were kept, not rerun
 

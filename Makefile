@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@echo "[install] pip install -e '.[dev]' into $(VENV) (first time: a few minutes)"
 	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
-	@$(BIN)/python -c "import torch, lightning, wandb, omegaconf, sklearn, optuna" && touch $(STAMP)
+	@$(BIN)/python -c "import torch, lightning, wandb, omegaconf, sklearn, optuna, ray" && touch $(STAMP)
 
 SWEEP   ?= $(if $(GEN),,$(if $(filter-out digits,$(DATASET)),$(if $(wildcard configs/sweep/$(DATASET).yaml),$(DATASET))))
 

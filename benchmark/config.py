@@ -113,9 +113,9 @@ def parse_overrides(overrides: list[str]) -> DictConfig:
             raise BenchmarkError("shard has no value (--shard with nothing after it?); give a slice i/n, "
                                  "e.g. --shard 0/4, or leave it out to run the whole grid")
         raise BenchmarkError(f"{key}= has no value; give one, e.g. {key}=VALUE, or {key}=null for none")
-    # `logger=none` is shorthand for logger.name=none
-    overrides = [("logger.name=" + o.split("=", 1)[1]) if o.split("=", 1)[0] == "logger" else o
-                 for o in overrides]
+    # `logger=none` is shorthand for logger.name=none, `executor=ray` for executor.name=ray
+    overrides = [(o.split("=", 1)[0] + ".name=" + o.split("=", 1)[1]) if o.split("=", 1)[0] in ("logger", "executor")
+                 else o for o in overrides]
     for o in overrides:  # one at a time, so the message names the one that does not parse
         try:
             OmegaConf.from_dotlist([o])

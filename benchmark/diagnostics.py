@@ -48,14 +48,8 @@ class DiagnosticsLogger(Logger):
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
-        if self.path is None or not self.rows:
-            return
-        cols = ["step", *sorted({k for r in self.rows for k in r} - {"step"})]
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=cols, restval="")
-        w.writeheader()
-        w.writerows(self.rows)
-        atomic_write_text(self.path, buf.getvalue())
+        if self.path is not None:
+            write_rows(self.path, self.rows)
 
     def read(self) -> list[dict[str, float]]:
         """The rows: in memory, or from the file a spawned worker wrote."""
@@ -63,3 +57,15 @@ class DiagnosticsLogger(Logger):
             return list(self.rows)
         with open(self.path, newline="") as f:
             return [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+
+
+def write_rows(path: str | Path, rows: list[dict[str, float]]) -> None:
+    """The diagnostics CSV of one cell (nothing when it logged no row)."""
+    if not rows:
+        return
+    cols = ["step", *sorted({k for r in rows for k in r} - {"step"})]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, restval="")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(Path(path), buf.getvalue())

@@ -236,10 +236,15 @@ def load_checkpoint(net: nn.Module, path: str | Path, model: str, data: bytes | 
 
 
 def get_reference(kind: str, cfg: Any, ds: ImageData, split: Split, transform: BatchTransform,
-                  seed: int) -> Reference:
-    """theta_o or theta_r: loaded from ``reference.<kind>`` when given; otherwise from the
-    cache, or trained with ``seed`` and the recipe and cached."""
+                  seed: int, known: Mapping[str, Reference] | None = None) -> Reference:
+    """theta_o or theta_r: loaded from ``reference.<kind>`` when given; otherwise one of ``known``
+    (reference key -> a model another process trained or loaded: ``executor=ray`` passes them as
+    objects), from the cache, or trained with ``seed`` and the recipe and cached."""
     path = checkpoint_path(kind, cfg)
+    if known and path is None:
+        ref = known.get(reference_key(kind, cfg, split, seed))
+        if ref is not None:
+            return Reference(kind, ref.key, ref.net, ref.train_seconds, cached=True)
     net = _fresh_net(cfg, ds, seed)
     if path is not None:
         try:

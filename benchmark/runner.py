@@ -9,7 +9,9 @@
 4. **result** (``stages/result.py``): the typed cell result and its record;
 5. **sinks** (``stages/sinks.py``): results.jsonl, W&B, progress, figures, fed in memory.
 
-This module only wires them together.
+This module only wires them together, one cell after another (``executor=local``); with
+``executor=ray`` (``benchmark/ray_executor.py``) stages 2 and 3 run as Ray tasks, and this
+process still plans and is the one writer of every sink.
 """
 
 from __future__ import annotations
@@ -23,16 +25,12 @@ from benchmark.estimate import print_estimate
 from benchmark.io import received_signal, signals_held
 from benchmark.report import print_table, write_summary
 from benchmark.results import check_writable, read_records, row_label
-from benchmark.schema import check_loaded
+from benchmark.schema import check_loaded, executor_name
 from benchmark.stages.cell import run_cell
 from benchmark.stages.generate import run_gen_cell
 from benchmark.stages.plan import Plan, make_plan
-from benchmark.stages.references import (
-    Group,
-    attach_rmia_references,
-    forget_fixed_across_seeds,
-    prepare_group,
-)
+from benchmark.stages.references import prepare_groups, reference_batches
+from benchmark.stages.result import CellResult
 from benchmark.stages.sinks import Progress, ResultsSink, WandbSink, diagnostics_path
 from benchmark.training import eval_device
 
@@ -74,55 +72,51 @@ class Runner:
         if not generate:
             print_estimate(cfg, plan, self.ds, self.device)
         sinks = [ResultsSink(self.out), WandbSink(cfg), Progress(len(plan.todo))]
-        groups: dict[tuple, Group] = {}
-        evaluator = None
-        for ratio, seed in plan.groups():
-            if generate:  # docs/protocol.md s.8: generators, one evaluator for every group
-                from benchmark.generative.evaluation import get_evaluator
-                from benchmark.stages.generate import prepare_gen_group
+        if executor_name(cfg) == "ray":  # the schema keeps task=generate local
+            from benchmark.ray_executor import run_ray
 
-                if evaluator is None:
-                    t0 = time.perf_counter()
-                    evaluator = get_evaluator(cfg, self.ds, self.device)
-                    print(f"[gen] evaluator {evaluator.key}: test accuracy {evaluator.test_acc:.1f}% "
-                          f"({time.perf_counter() - t0:.1f} s)", flush=True)
-                groups[(ratio, seed)] = prepare_gen_group(cfg, self.ds, ratio, seed, self.device, evaluator)
-            elif (ratio, seed) not in groups:
-                # every seed's references first when the other seeds' oracles can serve as RMIA references
-                seeds = plan.seeds if forget_fixed_across_seeds(cfg) and len(plan.seeds) > 1 else [seed]
-                new = {s: prepare_group(cfg, self.ds, ratio, s, self.device) for s in seeds}
-                attach_rmia_references(cfg, self.ds, new)
-                groups.update({(ratio, s): g for s, g in new.items()})
-            g = groups.pop((ratio, seed))
-            results = []
-            for cell in (c for c in plan.todo if c.group == (ratio, seed)):
-                print(f"[run] {cell.method} ratio={ratio} seed={seed}", flush=True)
-                self.in_flight = cell
-                try:
-                    run = run_gen_cell if generate else run_cell
-                    res = run(cfg, self.ds, g, cell, self.device, diagnostics_path(self.out, cell.cell_id))
-                    with signals_held():  # a finished cell is written whole: curves, record, progress
-                        record = res.record(cfg)
-                        for sink in sinks:
-                            sink.write(res, record)
-                        self.finished += 1
-                        self.in_flight = None
-                except BaseException:
-                    if self.in_flight is not None and received_signal() is not None:
-                        # abandoned: nothing of it stays (a fit that was cut may have written its diagnostics)
-                        diagnostics_path(self.out, cell.cell_id).unlink(missing_ok=True)
-                    raise
-                results.append(res)
-            if cfg.attack.enabled:
-                self._figure(ratio, seed, results, g)
-            if generate:
-                self._sample_grids(ratio, seed, results, g)
+            run_ray(self, sinks)
+        elif generate:
+            self._run_generate(sinks)
+        else:
+            self._run_local(sinks)
         sinks[1].finish(self.out)
         current = {c.cell_id for c in plan.cells}
         mine = [r for r in read_records(self.out).records if r.get("cell_id") in current]
         print_table(mine, plan.methods)
         write_summary(self.out)
         return mine
+
+    def _run_generate(self, sinks: list) -> None:
+        """``task=generate`` (docs/protocol.md s.10): one evaluator for every group, then each group's
+        generators and cells, one after another."""
+        from benchmark.generative.evaluation import get_evaluator
+        from benchmark.stages.generate import prepare_gen_group
+
+        cfg, plan = self.cfg, self.plan
+        evaluator = None
+        for ratio, seed in plan.groups():
+            if evaluator is None:
+                t0 = time.perf_counter()
+                evaluator = get_evaluator(cfg, self.ds, self.device)
+                print(f"[gen] evaluator {evaluator.key}: test accuracy {evaluator.test_acc:.1f}% "
+                      f"({time.perf_counter() - t0:.1f} s)", flush=True)
+            g = prepare_gen_group(cfg, self.ds, ratio, seed, self.device, evaluator)
+            results = []
+            for cell in (c for c in plan.todo if c.group == (ratio, seed)):
+                print(f"[run] {cell.method} ratio={ratio} seed={seed}", flush=True)
+                self.in_flight = cell
+                try:
+                    res = run_gen_cell(cfg, self.ds, g, cell, self.device, diagnostics_path(self.out, cell.cell_id))
+                    self.write(sinks, res)
+                except BaseException:
+                    if self.in_flight is not None and received_signal() is not None:
+                        diagnostics_path(self.out, cell.cell_id).unlink(missing_ok=True)
+                    raise
+                results.append(res)
+            if results and cfg.attack.enabled and g.attack is not None:
+                self.figure(ratio, seed, results, g.ref_curves, g.attack.levels)
+            self._sample_grids(ratio, seed, results, g)
 
     def _sample_grids(self, ratio: float | None, seed: int, results: list, g: Any) -> None:
         """task=generate: a sample-grid PNG per method (one row per class) and one of the whole group
@@ -145,16 +139,48 @@ class Runner:
         except Exception as e:  # noqa: BLE001 - a figure must never cost a result
             print(f"warning: could not draw the sample grids: {type(e).__name__}: {e}", flush=True)
 
-    def _figure(self, ratio: float | None, seed: int, results: list, g: Group) -> None:
+    def _run_local(self, sinks: list) -> None:
+        """``executor=local``: every group's references, then its cells, one after another."""
+        cfg, plan = self.cfg, self.plan
+        for ratio, seeds in reference_batches(cfg, plan.groups(), plan.seeds):
+            groups = prepare_groups(cfg, self.ds, ratio, seeds, self.device)
+            for seed in seeds:
+                g = groups.pop(seed)
+                results = []
+                for cell in (c for c in plan.todo if c.group == (ratio, seed)):
+                    print(f"[run] {cell.method} ratio={ratio} seed={seed}", flush=True)
+                    self.in_flight = cell
+                    try:
+                        res = run_cell(cfg, self.ds, g, cell, self.device, diagnostics_path(self.out, cell.cell_id))
+                        self.write(sinks, res)
+                    except BaseException:
+                        if self.in_flight is not None and received_signal() is not None:
+                            # abandoned: nothing of it stays (a fit that was cut may have written its diagnostics)
+                            diagnostics_path(self.out, cell.cell_id).unlink(missing_ok=True)
+                        raise
+                    results.append(res)
+                if results and cfg.attack.enabled and g.attack is not None:
+                    self.figure(ratio, seed, results, g.ref_curves, g.attack.levels)
+
+    def write(self, sinks: list, res: CellResult) -> None:
+        """A finished cell to every sink, whole: curves, record, W&B, progress (the one writer of
+        records, whichever executor ran the cell)."""
+        with signals_held():
+            record = res.record(self.cfg)
+            for sink in sinks:
+                sink.write(res, record)
+            self.finished += 1
+            self.in_flight = None
+
+    def figure(self, ratio: float | None, seed: int, results: list, ref_curves: dict, levels: Any) -> None:
+        """The relearning figure of one group: the references' curves and each ok cell's."""
         from benchmark.figures import plot_relearn_group
 
-        if g.attack is None:
-            return
-        rows = [("original", "original", g.ref_curves.get("original", {})),
-                ("retrain", "retrain", g.ref_curves.get("oracle", {}))]
+        rows = [("original", "original", ref_curves.get("original", {})),
+                ("retrain", "retrain", ref_curves.get("oracle", {}))]
         rows += [(row_label(r.cell.method, r.cell.variant, r.cell.hparams_source), r.cell.method, r.curves)
                  for r in results if r.status == "ok" and r.cell.method not in ("original", "retrain")]
-        levels = {"A_star": g.attack.levels.target_acc, "A_r": g.attack.levels.acc_oracle}
+        levels = {"A_star": levels.target_acc, "A_r": levels.acc_oracle}
         name = f"relearn-{self.cfg.dataset}-{self.cfg.forget.scenario}-r{ratio}-s{seed}.png"
         try:
             path = plot_relearn_group(rows, levels, f"{self.cfg.dataset} {self.cfg.forget.scenario} ratio={ratio} "

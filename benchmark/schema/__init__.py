@@ -20,8 +20,9 @@ from benchmark.schema.run import (
            check_loaded,
            check_run,
            check_sweep,
+           executor_name,
            num_classes,
 )
 
 __all__ = ["SCHEMA", "Invalid", "check_config", "check_loaded", "check_dir_writable", "check_method_values", "check_run",
-           "check_sweep", "check_value", "fail", "num_classes"]
+           "check_sweep", "check_value", "executor_name", "fail", "num_classes"]

@@ -66,6 +66,13 @@ SCHEMA: dict[str, Rule] = {
     "sweep": string(null=True, eg="digits"),
     "shard": shard,
     "retry_failed": boolean(),
+    "executor.name": string(("local", "ray"), eg="ray"),
+    "executor.address": string(null=True, eg="auto"),
+    "executor.num_cpus": integer(1, null=True, eg="2"),
+    "executor.cpus_per_cell": number(0, lo_open=True, eg="1"),
+    "executor.gpus_per_cell": number(0, null=True, eg="0.25"),
+    "executor.max_retries": integer(0, 100, eg="2"),
+    "executor.share": string(("object", "cache"), eg="object"),
     "output_dir": nonempty_path,
     "cache_dir": nonempty_path,
     "trainer.accelerator": string(ACCELERATORS),
@@ -165,6 +172,40 @@ def check_config(cfg: DictConfig) -> None:
                  f"pass a state_dict checkpoint, or reference.{key}=null to train it with the recipe")
     for key in ("output_dir", "cache_dir"):
         check_dir_writable(key, str(cfg.get(key)))
+    _check_executor(cfg)
+
+
+def executor_name(cfg: Any) -> str:
+    """``executor.name``: local (the default, also when the key is absent) or ray."""
+    return str((cfg.get("executor") or {}).get("name") or "local")
+
+
+def _check_executor(cfg: Any) -> None:
+    """``executor=ray``: Ray is installed, and each cell is one process on at most one GPU."""
+    if executor_name(cfg) != "ray":
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise BenchmarkError("executor=ray needs Ray, which is not installed; pip install 'unlearn-bench[ray]' "
+                             "(or pip install ray), or use executor=local")
+    ex = cfg.executor
+    ws = cfg.trainer.get("devices", 1)
+    if not (_is_int(ws) and ws == 1) and not (isinstance(ws, (list, ListConfig)) and len(ws) == 1):
+        fail("trainer.devices", _plain(ws), "splits one cell across devices (DDP), but executor=ray runs one "
+             "cell per task", "use trainer.devices=1 with executor=ray (executor.gpus_per_cell sizes each task), "
+             "or executor=local for DDP")
+    gpus = ex.get("gpus_per_cell")
+    if gpus is not None and gpus > 1:
+        fail("executor.gpus_per_cell", gpus, "gives one cell several GPUs, but a cell runs in one process on "
+             "one device", "use executor.gpus_per_cell=1 (or a fraction, e.g. 0.5), and executor=local with "
+             "trainer.devices=N for DDP")
+    if gpus and str(cfg.trainer.accelerator) == "cpu":
+        fail("executor.gpus_per_cell", gpus, "reserves GPUs for cells that train on the CPU "
+             "(trainer.accelerator=cpu)", "use executor.gpus_per_cell=0, or trainer.accelerator=auto")
+    if ex.get("address") and ex.get("num_cpus"):
+        fail("executor.num_cpus", ex.num_cpus, "sizes a Ray instance started here, but executor.address joins "
+             "a running cluster", "unset one of them (executor.num_cpus=null)")
 
 
 def _check_methods_spec(v: Any) -> None:
@@ -292,9 +333,11 @@ def _check_registries(cfg: Any) -> None:
         if str(cfg.forget.scenario) != "class":
             fail("forget.scenario", str(cfg.forget.scenario), "is not supported with task=generate (samples are "
                  "scored per class)", "use forget.scenario=class forget.classes=[3]")
-        if cfg.get("tuned"):
+        if cfg.get("tuned") and cfg.get("tuned") != "auto":  # auto finds no generative file: defaults
             fail("tuned", cfg.tuned, "is not supported with task=generate (no tuned generative files yet)",
                  "use tuned=false")
+        if executor_name(cfg) == "ray":
+            fail("executor.name", "ray", "does not run task=generate yet", "use executor=local (the default)")
         if int((((cfg.get("eval") or {}).get("population")) or {}).get("k") or 0):
             fail("eval.population.k", cfg.eval.population.k, "is not supported with task=generate",
                  "use eval.population.k=0")

@@ -69,8 +69,10 @@ def _stack(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {side: np.stack([r[side] for r in rows]) for side in SIDES}
 
 
-def prepare_population(cfg: Any, ds: ImageData, g: Any, device: torch.device) -> Population | None:
-    """Trains (or loads) the group's K originals and 2K oracles and their confidences; None when off."""
+def prepare_population(cfg: Any, ds: ImageData, g: Any, device: torch.device,
+                       known: dict[str, Any] | None = None) -> Population | None:
+    """Trains (or loads) the group's K originals and 2K oracles and their confidences; None when off.
+    ``known``: reference key -> a model trained elsewhere (``executor=ray``'s originals)."""
     k = population_size(cfg)
     if k == 0:
         return None
@@ -89,7 +91,7 @@ def prepare_population(cfg: Any, ds: ImageData, g: Any, device: torch.device) ->
     originals, conf = [], {"original": [], "oracle": []}
     for kind, n in (("original", k), ("oracle", 2 * k)):
         for seed in range(n):
-            ref = get_reference(kind, cfg, ds, g.split, g.transform, seed)
+            ref = get_reference(kind, cfg, ds, g.split, g.transform, seed, known)
             fresh += not ref.cached
             if kind == "original":
                 originals.append(ref.net)

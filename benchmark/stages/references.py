@@ -42,7 +42,7 @@ from benchmark.metrics import MetricContext, ModelOutputs, compute_metrics
 from benchmark.models import trainable_state
 from benchmark.module import UnlearnData
 from benchmark.reference import Reference, get_reference
-from benchmark.stages.population import Population, prepare_population
+from benchmark.stages.population import Population, population_size, prepare_population
 
 MEMORISATION_MIN_GAP = 5.0  # points of forget accuracy theta_o must hold over theta_r
 RMIA_SEEDS_DIFFER = ("the forget set differs between seeds, so the other seeds' oracles trained on part of it; "
@@ -168,8 +168,8 @@ def metric_context(ds: ImageData, cfg: Any, g: Group, full: ModelOutputs, **extr
                          rmia_undefined=g.rmia_undefined, near_classes=g.near_classes, **extra)
 
 
-def prepare_group(cfg: Any, ds: ImageData, ratio: float | None, seed: int, device: torch.device) -> Group:
-    """The split, both references with their outputs and oracle metrics, and the attack plan."""
+def group_split(cfg: Any, ds: ImageData, ratio: float | None, seed: int) -> Split:
+    """The split of a group (saved under ``<cache_dir>/splits``)."""
     f = cfg.forget
     forget_seed = seed if f.seed is None else int(f.seed)
     split = make_split(ds.train_y.numpy(), str(f.scenario), ratio, forget_seed,
@@ -177,11 +177,49 @@ def prepare_group(cfg: Any, ds: ImageData, ratio: float | None, seed: int, devic
                        classes=list(f.classes) if f.classes else None, indices_file=f.indices_file,
                        val_fraction=float(cfg.data.get("val_fraction", 0.1)), retain_file=f.get("retain_file"))
     split.save(Path(cfg.cache_dir) / "splits")
+    return split
+
+
+def reference_batches(cfg: Any, groups: list[tuple[float | None, int]], seeds: list[int]) -> list[
+        tuple[float | None, list[int]]]:
+    """The groups' references in the order they are prepared: (ratio, seeds) batches, every seed
+    of a ratio at once when the other seeds' oracles serve as RMIA references, else one seed."""
+    batches: list[tuple[float | None, list[int]]] = []
+    done: set[tuple] = set()
+    for ratio, seed in groups:
+        if (ratio, seed) in done:
+            continue
+        batch = list(seeds) if forget_fixed_across_seeds(cfg) and len(seeds) > 1 else [seed]
+        done.update((ratio, s) for s in batch)
+        batches.append((ratio, batch))
+    return batches
+
+
+def prepare_groups(cfg: Any, ds: ImageData, ratio: float | None, seeds: list[int], device: torch.device,
+                   known: dict[str, Reference] | None = None) -> dict[int, Group]:
+    """One batch of :func:`reference_batches`: each seed's group, with its RMIA references."""
+    new = {s: prepare_group(cfg, ds, ratio, s, device, known) for s in seeds}
+    attach_rmia_references(cfg, ds, new)
+    return new
+
+
+def original_seeds(cfg: Any, seeds: list[int]) -> list[int]:
+    """The seeds of every original model a run needs: each group's, and the population's
+    (``eval.population.k`` originals of seeds 0..K-1); an original does not depend on the ratio."""
+    k = population_size(cfg)
+    return list(dict.fromkeys([*seeds, *range(k)]))
+
+
+def prepare_group(cfg: Any, ds: ImageData, ratio: float | None, seed: int, device: torch.device,
+                  known: dict[str, Reference] | None = None) -> Group:
+    """The split, both references with their outputs and oracle metrics, and the attack plan.
+    ``known``: reference key -> a model trained elsewhere (``executor=ray``), used as it is."""
+    split = group_split(cfg, ds, ratio, seed)
     tf = make_transform(cfg, ds)
     refs: dict[str, Reference] = {}
     for kind in ("original", "oracle"):
         t0 = time.perf_counter()
-        refs[kind] = get_reference(kind, cfg, ds, split, tf, seed)
+        refs[kind] = get_reference(kind, cfg, ds, split, tf, seed, known)
         how = "loaded from " + str(refs[kind].checkpoint) if getattr(refs[kind], "checkpoint", None) else (
             "reused from cache" if refs[kind].cached else "trained")
         print(f"[ref] {kind} {how} ({refs[kind].key}, {time.perf_counter() - t0:.1f} s)", flush=True)
@@ -210,7 +248,7 @@ def prepare_group(cfg: Any, ds: ImageData, ratio: float | None, seed: int, devic
                                                    f"T={_t(c, g.attack.levels, 'loss')}"
                                                    for a, c in g.ref_curves[kind].items())
                   + f" ({time.perf_counter() - t0:.1f} s)", flush=True)
-    g.population = prepare_population(cfg, ds, g, device)
+    g.population = prepare_population(cfg, ds, g, device, known)
     return g
 
 

@@ -111,19 +111,27 @@ class WandbSink:
 
 
 class Progress:
-    """``[i/n] method ratio seed  UA .. RA .. ...  ETA``: one line per finished cell."""
+    """``[i/n] method ratio seed  UA .. RA .. ...  ETA``: one line per finished cell, in the order
+    cells finish. With ``executor=ray`` (``running`` set) the line ends with the cells running
+    and failed so far: ``ETA 40 s (8 running, 1 failed)``."""
 
     def __init__(self, total: int) -> None:
         self.total, self.n, self.t0 = total, 0, time.perf_counter()
+        self.failed = 0
+        self.running: int | None = None  # cells running now (set by executor=ray before each write)
 
     def write(self, res: CellResult, record: dict[str, Any]) -> None:
         self.n += 1
+        self.failed += res.status == "failed"
+        # the rate so far: with cells in parallel it is the sweep's throughput, not one cell's time
         eta = (time.perf_counter() - self.t0) / self.n * (self.total - self.n)
         c = res.cell
         label = row_label(c.method, c.variant, c.hparams_source)
         head = f"[{self.n}/{self.total}] {label:<16} ratio={c.ratio} seed={c.seed}"
+        tail = f"ETA {eta:.0f} s" + ("" if self.running is None else f" ({self.running} running, "
+                                                                         f"{self.failed} failed)")
         if res.status != "ok":
-            print(f"{head}  {res.status.upper()}: {res.error}  ETA {eta:.0f} s", flush=True)
+            print(f"{head}  {res.status.upper()}: {res.error}  {tail}", flush=True)
             return
         attackers = list(res.curves)
         cells = []
@@ -132,4 +140,4 @@ class Progress:
                 continue
             v = res.metrics.get(col.key)
             cells.append(f"{col.title} {'-' if v is None else f'{v:.{col.digits}f}'}")
-        print(f"{head}  " + "  ".join(cells) + f"  ETA {eta:.0f} s", flush=True)
+        print(f"{head}  " + "  ".join(cells) + f"  {tail}", flush=True)

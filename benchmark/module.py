@@ -277,6 +277,11 @@ class Phased:
 
 METHODS: Registry = Registry("method")
 
+# attributes that never hold a parameter, buffer or submodule and are set every step: Lightning sets
+# ``_current_fx_name`` around each hook call (~44 times a step), and ``nn.Module.__setattr__``'s
+# type checks then cost as much as a small model's forward pass
+_PLAIN_ATTRS = frozenset({"_current_fx_name", "_nonfinite", "_checked_step"})
+
 
 class UnlearnModule(L.LightningModule):
     """Base class of every unlearning method.
@@ -320,6 +325,12 @@ class UnlearnModule(L.LightningModule):
         self._checked_step = 0
         if self.one_shot:
             self.automatic_optimization = False
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _PLAIN_ATTRS:
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     # ---- hooks a method overrides ---------------------------------------------------
     def unlearn_step(self, batch: dict[str, Batch]) -> dict[str, torch.Tensor]:

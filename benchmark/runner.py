@@ -102,18 +102,7 @@ class Runner:
                 print(f"[gen] evaluator {evaluator.key}: test accuracy {evaluator.test_acc:.1f}% "
                       f"({time.perf_counter() - t0:.1f} s)", flush=True)
             g = prepare_gen_group(cfg, self.ds, ratio, seed, self.device, evaluator)
-            results = []
-            for cell in (c for c in plan.todo if c.group == (ratio, seed)):
-                print(f"[run] {cell.method} ratio={ratio} seed={seed}", flush=True)
-                self.in_flight = cell
-                try:
-                    res = run_gen_cell(cfg, self.ds, g, cell, self.device, diagnostics_path(self.out, cell.cell_id))
-                    self.write(sinks, res)
-                except BaseException:
-                    if self.in_flight is not None and received_signal() is not None:
-                        diagnostics_path(self.out, cell.cell_id).unlink(missing_ok=True)
-                    raise
-                results.append(res)
+            results = self._run_cells(sinks, run_gen_cell, g, ratio, seed)
             if results and cfg.attack.enabled and g.attack is not None:
                 self.figure(ratio, seed, results, g.ref_curves, g.attack.levels)
             self._sample_grids(ratio, seed, results, g)
@@ -146,21 +135,26 @@ class Runner:
             groups = prepare_groups(cfg, self.ds, ratio, seeds, self.device)
             for seed in seeds:
                 g = groups.pop(seed)
-                results = []
-                for cell in (c for c in plan.todo if c.group == (ratio, seed)):
-                    print(f"[run] {cell.method} ratio={ratio} seed={seed}", flush=True)
-                    self.in_flight = cell
-                    try:
-                        res = run_cell(cfg, self.ds, g, cell, self.device, diagnostics_path(self.out, cell.cell_id))
-                        self.write(sinks, res)
-                    except BaseException:
-                        if self.in_flight is not None and received_signal() is not None:
-                            # abandoned: nothing of it stays (a fit that was cut may have written its diagnostics)
-                            diagnostics_path(self.out, cell.cell_id).unlink(missing_ok=True)
-                        raise
-                    results.append(res)
+                results = self._run_cells(sinks, run_cell, g, ratio, seed)
                 if results and cfg.attack.enabled and g.attack is not None:
                     self.figure(ratio, seed, results, g.ref_curves, g.attack.levels)
+
+    def _run_cells(self, sinks: list, run: Any, g: Any, ratio: float | None, seed: int) -> list[CellResult]:
+        """The group's cells still to do, one after another, each written as it finishes."""
+        cfg, results = self.cfg, []
+        for cell in (c for c in self.plan.todo if c.group == (ratio, seed)):
+            print(f"[run] {cell.method} ratio={ratio} seed={seed}", flush=True)
+            self.in_flight = cell
+            try:
+                res = run(cfg, self.ds, g, cell, self.device, diagnostics_path(self.out, cell.cell_id))
+                self.write(sinks, res)
+            except BaseException:
+                if self.in_flight is not None and received_signal() is not None:
+                    # abandoned: nothing of it stays (a fit that was cut may have written its diagnostics)
+                    diagnostics_path(self.out, cell.cell_id).unlink(missing_ok=True)
+                raise
+            results.append(res)
+        return results
 
     def write(self, sinks: list, res: CellResult) -> None:
         """A finished cell to every sink, whole: curves, record, W&B, progress (the one writer of

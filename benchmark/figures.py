@@ -273,13 +273,52 @@ def plot_forgetting_quality(output_dir: str | Path, rows: list[Row], cell_rows: 
 def plot_tuning_study(study: Any, path: str | Path) -> Path | None:
     """One method's study (:class:`benchmark.results.trials.StudyTrials`): left, Optuna's
     optimisation history (each complete trial's objective, the best so far as a step line, the
-    defaults trial ringed); right, the parameter importances (fANOVA), when they can be computed."""
+    defaults trial ringed), or for a two-objective study its Pareto front (Avg Gap against RCD);
+    right, the parameter importances (fANOVA; for Avg Gap with two objectives), when they can be
+    computed."""
     done = study.complete()
     if not done:
         return None
     imp = study.importances()
     fig, axes = plt.subplots(1, 2 if imp else 1, figsize=(11 if imp else 6, 3.6), squeeze=False)
     ax = axes[0][0]
+    if study.multi:
+        _pareto_panel(ax, study)
+    else:
+        _history_panel(ax, study, done)
+    if imp:
+        ax2 = axes[0][1]
+        names = list(imp)[::-1]
+        ax2.barh(names, [imp[n] for n in names], color="tab:blue")
+        ax2.set_xlim(0, 1)
+        ax2.set_xlabel("importance (fANOVA)" + (", for Avg Gap" if study.multi else ""))
+        ax2.set_title("parameter importances", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _pareto_panel(ax: Any, study: Any) -> None:
+    """Avg Gap against RCD for every complete trial, the Pareto front as a step line, the selected
+    trial starred and the defaults ringed."""
+    pts = [t for t in study.complete() if len(t.get("values") or []) == 2 and None not in t["values"]]
+    ax.plot([t["values"][0] for t in pts], [t["values"][1] for t in pts], "o", color="tab:blue", ms=4, alpha=0.6,
+            label="trial")
+    front = study.front()
+    if front:
+        ax.step([t["values"][0] for t in front], [t["values"][1] for t in front], "o-", where="post",
+                color="tab:red", ms=5, lw=1.2, label="Pareto front")
+    best, d = study.best(), study.defaults()
+    if best is not None:
+        ax.plot([best["values"][0]], [best["values"][1]], "*", color="gold", mec="k", ms=14, label="selected")
+    if d is not None:
+        ax.plot([d["values"][0]], [d["values"][1]], "o", mfc="none", mec="k", ms=9, label="defaults (trial 0)")
+    ax.set_xlabel("Avg Gap (lower is better)")
+    ax.set_ylabel("RCD (higher: slower to relearn)")
+    ax.set_title(f"{study.method} ({study.setting}): Pareto front", fontsize=10)
+    ax.legend(fontsize=8)
+
+
+def _history_panel(ax: Any, study: Any, done: list[dict[str, Any]]) -> None:
     xs, ys = [t["number"] for t in done], [t["value"] for t in done]
     pick = min if study.direction == "minimize" else max
     best, run = [], None
@@ -296,19 +335,6 @@ def plot_tuning_study(study: Any, path: str | Path) -> Path | None:
     ax.set_ylabel(f"{objective} ({'lower' if study.direction == 'minimize' else 'higher'} is better)")
     ax.set_title(f"{study.method} ({study.setting}): optimisation history", fontsize=10)
     ax.legend(fontsize=8)
-    if imp:
-        ax2 = axes[0][1]
-        names = list(imp)[::-1]
-        ax2.barh(names, [imp[n] for n in names], color="tab:blue")
-        ax2.set_xlim(0, 1)
-        ax2.set_xlabel("importance (fANOVA)")
-        ax2.set_title("parameter importances", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
 
 
 def file_label(label: str) -> str:

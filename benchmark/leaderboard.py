@@ -387,22 +387,30 @@ def tuning_section(out: Path) -> dict[str, Any] | None:
                                              str(s.suite.get("scenario")), s.setting, s.method)):
         best, dflt = st.best(), st.defaults()
         where = f"{st.suite.get('dataset')}/{st.suite.get('model')}/{st.suite.get('scenario')} {st.setting}"
+        if st.multi:  # Avg Gap / RCD of the selected trial, and how many trials the front holds
+            shown = (lambda t: f"{t['values'][0]:.3f} / {t['values'][1]:.2f}")  # noqa: E731
+            front = f"; front of {len(st.front())}"
+        else:
+            shown, front = (lambda t: f"{t['value']:.3f}"), ""  # noqa: E731
         rows.append([where, st.method, str(st.suite.get("objective")),
-                     "-" if best is None else f"{best['value']:.3f} (trial {best['number']})",
-                     "-" if dflt is None else f"{dflt['value']:.3f}",
+                     "-" if best is None else f"{shown(best)} (trial {best['number']}{front})",
+                     "-" if dflt is None else shown(dflt),
                      f"{len(st.complete())}/{st.failed()}", f"{st.seconds():.1f}",
                      "-" if best is None else ", ".join(f"{k}={_short_value(v)}" for k, v in best["params"].items())])
         rel = f"figures/tune-{_slug(st.name)}.png"
         try:
             if F.plot_tuning_study(st, out / rel):
                 figs.append({"name": f"tune-{st.method}-{st.setting}", "rel": rel,
-                             "caption": f"{st.method} ({where}): optimisation history and parameter importances"})
+                             "caption": f"{st.method} ({where}): "
+                             + ("Pareto front" if st.multi else "optimisation history") + " and parameter importances"})
         except Exception as e:  # noqa: BLE001 - a figure must never cost the report
             print(f"warning: could not draw {rel}: {type(e).__name__}: {e}", flush=True)
     return {"title": "Tuning", "paragraphs": [
         f"{len(studies)} Optuna studies in `{TRIALS.as_posix()}` (every trial, exported by `python -m benchmark tune`). "
         "Best: the selected trial's objective on the held-out forget draws (never the reported ones); defaults: "
-        "trial 0, the declared defaults; trials: complete/failed; seconds: the trials' wall time."],
+        "trial 0, the declared defaults; trials: complete/failed; seconds: the trials' wall time. Objective "
+        "avg_gap_rcd shows Avg Gap / RCD: the selected trial is the Pareto front's highest RCD within "
+        "tune.gap_tolerance points of the front's lowest Avg Gap, and its figure is the front."],
         "table": {"headers": ["setting", "method", "objective", "best", "defaults", "trials", "seconds",
                               "best parameters"], "rows": rows},
         "figures": figs}

@@ -12,7 +12,11 @@ registered metrics with D_val standing in for D_test, so tuning never reads D_te
 - ``avg_gap`` (minimise): the mean over the draws of ``gap/avg`` to that draw's oracle,
   TA being D_val accuracy and MIA-efficacy's non-members D_val;
 - ``oracle_free`` (maximise): the mean UA over the draws, subject to the mean D_val accuracy
-  lying within ``tune.val_tolerance`` points of the originals' (Optuna's constrained TPE).
+  lying within ``tune.val_tolerance`` points of the originals' (Optuna's constrained TPE);
+- ``avg_gap_rcd`` (two objectives): the mean Avg Gap (minimised) and the mean headline RCD over
+  the attackers (maximised, the paper's reading), with the attack on; Optuna's multi-objective
+  TPE keeps the Pareto front, and the tuned value is the front's trial with the highest RCD among
+  those within ``tune.gap_tolerance`` points of the front's lowest Avg Gap.
 
 A study's name is a hash of everything that changes its trials' numbers except the
 budget, so a rerun (after a kill, or with a larger ``tune.trials``) loads it and runs only
@@ -45,7 +49,7 @@ from filelock import FileLock
 from omegaconf import OmegaConf
 
 from benchmark import hparams, tuned
-from benchmark.config import compose_grid
+from benchmark.config import compose_grid, to_dict
 from benchmark.data import load_dataset
 from benchmark.errors import BenchmarkError
 from benchmark.identity import code_fingerprint, digest
@@ -66,7 +70,7 @@ from benchmark.stages.references import Group, metric_context, prepare_group
 from benchmark.training import eval_device
 from benchmark.version import PROTOCOL_VERSION
 
-OBJECTIVES = {"avg_gap": "minimize", "oracle_free": "maximize"}
+OBJECTIVES = {"avg_gap": "minimize", "oracle_free": "maximize", "avg_gap_rcd": ("minimize", "maximize")}
 TUNE_KEYS = ["eval/ua", "eval/ra", "eval/ta", "eval/mia/efficacy", "eval/val/acc"]
 HEARTBEAT_S, GRACE_S = 10, 60  # a trial whose process died is failed after GRACE_S without a heartbeat
 WAIT_S = 2.0  # polling while the last trials of a shared budget run in other processes
@@ -102,12 +106,12 @@ def _optuna() -> Any:
 # -- configuration ---------------------------------------------------------------------------
 
 def trial_config(cfg: Any) -> Any:
-    """The run configuration a trial runs under: the held-out draws as seeds, no attack, no
-    population, untuned defaults."""
+    """The run configuration a trial runs under: the held-out draws as seeds, no population,
+    untuned defaults, and the attack only where the objective reads RCD (``avg_gap_rcd``)."""
     t = copy.deepcopy(cfg)
     OmegaConf.set_struct(t, False)
     t.seeds = list(cfg.tune.forget_seeds)
-    t.attack.enabled = False
+    t.attack.enabled = bool(cfg.attack.enabled) and str(cfg.tune.objective) == "avg_gap_rcd"
     t.eval.population.k = 0
     t.tuned = False
     t.shard = None
@@ -134,6 +138,9 @@ def check_tune(cfg: Any) -> tuple[list[str], list[float | None]]:
         fail("shard", cfg.shard, "does not apply to tune", "run several `tune` processes on one tune.storage "
              "instead (they share each study)")
     storage_url(cfg)  # a malformed URL: one line now
+    if str(t.objective) == "avg_gap_rcd" and not cfg.attack.enabled:
+        fail("tune.objective", t.objective, "reads RCD, but attack.enabled=false", "drop attack.enabled=false, or "
+             "tune with tune.objective=avg_gap")
     tcfg = trial_config(cfg)
     listed, ratios, _, _, unfit = check_plan(tcfg)
     if t.methods is None:
@@ -240,7 +247,8 @@ class Tuner:
         self.methods, self.ratios = check_tune(cfg)
         self.tcfg = trial_config(cfg)
         self.objective = str(cfg.tune.objective)
-        self.direction = OBJECTIVES[self.objective]
+        self.direction = OBJECTIVES[self.objective]  # a (gap, rcd) pair for the two-objective study
+        self.multi = isinstance(self.direction, tuple)
         self.budget = int(cfg.tune.trials)
         self.seeds = [int(s) for s in cfg.tune.forget_seeds]
         self.out = check_writable(cfg.output_dir)
@@ -314,6 +322,8 @@ class Tuner:
                      code=code_fingerprint(METHODS.get(method))["fingerprint"])
         if self.objective == "oracle_free":
             ident["val_tolerance"] = float(self.cfg.tune.val_tolerance)
+        if self.multi:  # RCD depends on the attack (its budget, attackers and repeats)
+            ident["attack"] = to_dict(self.tcfg.attack)
         return ident
 
     def _study(self, method: str, ratio: float | None, setting: str, groups: dict[int, Group],
@@ -331,7 +341,8 @@ class Tuner:
         with self.lock or _nolock():
             try:
                 study = optuna.create_study(study_name=name, storage=self.storage, sampler=sampler,
-                                            direction=self.direction)
+                                            **({"directions": list(self.direction)} if self.multi
+                                               else {"direction": self.direction}))
                 study.set_user_attr("suite", {"dataset": str(cfg.dataset), "model": str(cfg.model),
                                               "scenario": str(cfg.forget.scenario), "setting": setting,
                                               "method": method, "objective": self.objective})
@@ -341,7 +352,7 @@ class Tuner:
             except optuna.exceptions.DuplicatedStudyError:  # a rerun, or another worker made it first
                 study = optuna.load_study(study_name=name, storage=self.storage, sampler=sampler)
 
-        def objective(trial: Any) -> float:
+        def objective(trial: Any) -> float | tuple[float, float]:
             # Optuna's storage is written only here, in the held section around optimize (a signal
             # never cuts a write: an interrupted SQLite transaction would keep the database locked);
             # a heartbeat before the mark: a trial killed before the mark has neither, after it a heartbeat
@@ -359,7 +370,7 @@ class Tuner:
             except _TrialFailed as e:
                 trial.set_user_attr("fail_reason", str(e))
                 print(f"[tune] {method} trial {trial.number}: FAILED: {e}", flush=True)
-                return math.nan  # Optuna records FAIL; the study goes on
+                return (math.nan, math.nan) if self.multi else math.nan  # Optuna records FAIL; the study goes on
             return self._record(trial, method, params, draws, time.perf_counter() - t0)
 
         t0, seen, since, waiting = time.perf_counter(), None, time.monotonic(), False
@@ -409,7 +420,7 @@ class Tuner:
             res = run_cell(self.tcfg, self.ds, g, cell, self.device, None)
             if res.status != "ok":
                 raise _TrialFailed(f"forget seed {seed}: {res.error}")
-            if self.objective == "avg_gap":
+            if self.objective in ("avg_gap", "avg_gap_rcd"):
                 vals, why = tuning_values(self.ds, self.tcfg, g, res.outputs, refs[seed]["oracle"])
                 if vals.get("gap/avg") is None:
                     raise _TrialFailed(f"forget seed {seed}: Avg Gap undefined ({why.get('gap/avg')})")
@@ -421,14 +432,30 @@ class Tuner:
                                 "mia_efficacy": vals["eval/mia/efficacy"], "avg_gap": vals.get("gap/avg"),
                                 "val_drop": refs[seed]["original_val_acc"] - vals["eval/val/acc"],
                                 "unlearn_s": res.timings.get("unlearn_s")}
+            if self.multi:
+                draws[str(seed)]["rcd"] = self._rcd(seed, res)
         value = self._value(draws)
-        if not math.isfinite(value):
+        if not all(math.isfinite(v) for v in (value if self.multi else (value,))):
             raise _TrialFailed(f"the objective is not finite ({value})")
         return draws
 
-    def _value(self, draws: dict[str, dict[str, Any]]) -> float:
-        key = "avg_gap" if self.objective == "avg_gap" else "ua"
-        return sum(d[key] for d in draws.values()) / len(draws)
+    def _rcd(self, seed: int, res: Any) -> float:
+        """The headline RCD (accuracy-based) of a trial on one draw, averaged over the attackers;
+        a censored one counts as its lower bound, as the table shows it."""
+        keys = [f"relearn/{a}/rcd_acc" for a in self.tcfg.attack.attackers]
+        vals = [res.metrics.get(k) for k in keys]
+        missing = [k for k, v in zip(keys, vals, strict=True) if v is None]
+        if missing:
+            raise _TrialFailed(f"forget seed {seed}: {missing[0]} undefined ({res.undefined.get(missing[0])})")
+        return sum(vals) / len(vals)
+
+    def _value(self, draws: dict[str, dict[str, Any]]) -> float | tuple[float, float]:
+        def mean(key: str) -> float:
+            return sum(d[key] for d in draws.values()) / len(draws)
+
+        if self.multi:
+            return mean("avg_gap"), mean("rcd")
+        return mean("avg_gap" if self.objective == "avg_gap" else "ua")
 
     def _record(self, trial: Any, method: str, params: dict[str, Any], draws: dict[str, dict[str, Any]],
                 seconds: float) -> float:
@@ -446,8 +473,8 @@ class Tuner:
                 trial.set_constraint("val_drop", drop - tol)
             trial.set_user_attr("feasible", drop <= tol)
             extra = f", D_val drop {drop:.1f}{'' if drop <= tol else ' (infeasible)'}"
-        print(f"[tune] {method} trial {trial.number}: {self.objective} {value:.3f}{extra} ({shown}; "
-              f"{seconds:.1f} s)", flush=True)
+        shown_value = f"Avg Gap {value[0]:.3f}, RCD {value[1]:.3f}" if self.multi else f"{self.objective} {value:.3f}"
+        print(f"[tune] {method} trial {trial.number}: {shown_value}{extra} ({shown}; {seconds:.1f} s)", flush=True)
         return value
 
     def _summarise(self, study: Any, rep: StudyReport, base: dict[str, Any], space: dict[str, tuple[Any, ...]]) -> None:
@@ -462,14 +489,28 @@ class Tuner:
             rep.notes.append("no complete trial" if not complete else
                              f"no trial keeps D_val accuracy within {self.cfg.tune.val_tolerance} points")
             return
-        sign = 1.0 if self.direction == "minimize" else -1.0
-        rep.best = min(pool, key=lambda t: (sign * t.value, t.number))
         defaults = next((t for t in complete if t.user_attrs.get("defaults")), None)
         cfg = self.cfg
+        if self.multi:
+            tol = float(cfg.tune.gap_tolerance)
+            rep.best, front = select_on_front([(t.number, t.values) for t in pool], tol)
+            rep.best = next(t for t in pool if t.number == rep.best)
+            by_number = {t.number: t for t in pool}
+            extra = {"values": [float(v) for v in rep.best.values], "gap_tolerance": tol,
+                     "defaults_values": [float(v) for v in defaults.values] if defaults is not None else None,
+                     "pareto": [{"trial": n, "values": [float(v) for v in by_number[n].values],
+                                 "params": dict(by_number[n].params)} for n in front]}
+            value = float(rep.best.values[0])
+            defaults_value = float(defaults.values[0]) if defaults is not None else None
+        else:
+            sign = 1.0 if self.direction == "minimize" else -1.0
+            rep.best = min(pool, key=lambda t: (sign * t.value, t.number))
+            extra, value = {}, float(rep.best.value)
+            defaults_value = float(defaults.value) if defaults is not None else None
         rep.entry = {
-            "params": dict(rep.best.params), "value": float(rep.best.value), "objective": self.objective,
-            "direction": self.direction, "best_trial": rep.best.number,
-            "defaults_value": float(defaults.value) if defaults is not None else None,
+            "params": dict(rep.best.params), "value": value, "objective": self.objective,
+            "direction": list(self.direction) if self.multi else self.direction, "best_trial": rep.best.number,
+            "defaults_value": defaults_value, **extra,
             "budget": self.budget, "complete": rep.complete, "failed": rep.failed,
             "trial_seconds": round(rep.trial_s, 2),
             "sampler": "TPESampler", "sampler_seed": int(cfg.tune.sampler_seed), "forget_seeds": self.seeds,
@@ -498,23 +539,42 @@ class Tuner:
                 if any(suite.get(k) != v for k, v in want.items()):
                     continue
                 study = optuna.load_study(study_name=s.study_name, storage=self.storage)
+                directions = [d.name.lower() for d in study.directions]
+                if len(directions) > 1:  # the selection rule of the front, as this tune applied it
+                    suite = {**suite, "gap_tolerance": float(cfg.tune.gap_tolerance)}
                 for t in study.get_trials(deepcopy=False):
-                    lines.append(json.dumps(_trial_line(s.study_name, suite, study.direction.name.lower(), t),
+                    lines.append(json.dumps(_trial_line(s.study_name, suite, directions, t),
                                             sort_keys=True, default=str))
             atomic_write_text(path, "".join(line + "\n" for line in lines))
         return path
 
 
-def _trial_line(name: str, suite: dict[str, Any], direction: str, t: Any) -> dict[str, Any]:
+def _trial_line(name: str, suite: dict[str, Any], directions: list[str], t: Any) -> dict[str, Any]:
+    """One exported trial. ``value`` is the (first) objective; a two-objective study adds
+    ``directions`` and ``values`` (Avg Gap, RCD)."""
     dur = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start \
         else None
-    value = t.value if t.value is not None and math.isfinite(t.value) else None
+    values = [v if v is not None and math.isfinite(v) else None for v in (t.values or [])] or [None]
     from optuna.distributions import distribution_to_json
 
-    return {"study": name, **suite, "direction": direction, "number": t.number, "state": t.state.name,
-            "value": value, "params": t.params, "user_attrs": t.user_attrs,
+    multi = {"directions": directions, "values": values} if len(directions) > 1 else {}
+    return {"study": name, **suite, "direction": directions[0], **multi, "number": t.number,
+            "state": t.state.name, "value": values[0], "params": t.params, "user_attrs": t.user_attrs,
             "distributions": {k: distribution_to_json(d) for k, d in t.distributions.items()},
             "start": t.datetime_start, "complete": t.datetime_complete, "duration_s": dur}
+
+
+def select_on_front(points: list[tuple[int, Any]], gap_tolerance: float) -> tuple[int, list[int]]:
+    """The two-objective selection: ``points`` are (trial number, (Avg Gap, RCD)) of the feasible
+    complete trials. Returns (the selected trial, the Pareto front's trials by Avg Gap): the front's
+    trial with the highest RCD among those within ``gap_tolerance`` of its lowest Avg Gap (ties: the
+    lower Avg Gap, then the lower number)."""
+    front = [(n, g, r) for n, (g, r) in points
+             if not any((g2 <= g and r2 >= r) and (g2 < g or r2 > r) for _, (g2, r2) in points)]
+    front.sort(key=lambda p: (p[1], -p[2], p[0]))
+    low = front[0][1]
+    pick = min((p for p in front if p[1] <= low + gap_tolerance), key=lambda p: (-p[2], p[1], p[0]))
+    return pick[0], [p[0] for p in front]
 
 
 def _last_finished(trials: list[Any]) -> str:
@@ -556,7 +616,9 @@ def tune(args: list[str]) -> list[StudyReport]:
         total = r.complete + r.failed
         if r.best is not None:
             shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.best.params.items())
-            best = f"best {r.best.value:.3f} (trial {r.best.number}: {shown})"
+            what = (f"Avg Gap {r.best.values[0]:.3f}, RCD {r.best.values[1]:.3f} (of {len(r.entry['pareto'])} on the "
+                    "Pareto front)" if r.entry and "pareto" in r.entry else f"{r.best.value:.3f}")
+            best = f"best {what} (trial {r.best.number}: {shown})"
         else:
             best = "; ".join(r.notes)
         print(f"[tune] {r.method} {r.setting}: {total}/{r.budget} trials ({r.complete} complete, {r.failed} failed; "

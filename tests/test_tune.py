@@ -250,8 +250,58 @@ def test_oracle_free_objective_maximises_ua_within_the_val_tolerance(tmp_path, c
         assert t["value"] == pytest.approx(t["user_attrs"]["draws"]["1000"]["ua"])
 
 
+def test_select_on_front_takes_the_highest_rcd_within_the_gap_tolerance():
+    from benchmark.tune import select_on_front
+
+    pts = [(0, (5.0, 1.0)), (1, (4.0, 0.5)), (2, (4.5, 2.0)), (3, (6.0, 2.0)), (4, (9.0, 3.0)), (5, (4.5, 2.0))]
+    # 0 is dominated by 2; 3 is dominated by 2 (same RCD, higher gap); 2 and 5 tie: both on the front
+    assert select_on_front(pts, 0.0) == (1, [1, 2, 5, 4])
+    assert select_on_front(pts, 1.0) == (2, [1, 2, 5, 4])  # the lower number among equal points
+    assert select_on_front(pts, 5.0) == (4, [1, 2, 5, 4])
+
+
+def test_two_objective_tuning_keeps_the_pareto_front_and_the_report_draws_it(tmp_path, capsys):
+    from benchmark.leaderboard import tuning_section
+    from benchmark.results.trials import read_trials
+    from benchmark.tune import select_on_front
+
+    args = _tune_args(tmp_path, "tune.trials=4", "tune.methods=[ssd]", "tune.objective=avg_gap_rcd",
+                      "tune.gap_tolerance=3")
+    assert main(["tune", *args]) == 0
+    printed = capsys.readouterr().out
+    e = yaml.safe_load((tmp_path / "tuned.yaml").read_text())["settings"][SETTING]["ssd"]
+    assert (e["objective"], e["direction"], e["gap_tolerance"]) == ("avg_gap_rcd", ["minimize", "maximize"], 3.0)
+    trials = [t for t in _trials(tmp_path) if t["state"] == "COMPLETE"]
+    assert len(trials) == 4 and all(t["directions"] == ["minimize", "maximize"] for t in trials)
+    for t in trials:  # each value is the mean over the draws of Avg Gap and of the attackers' mean RCD
+        d = t["user_attrs"]["draws"]["1000"]
+        assert t["values"] == pytest.approx([d["avg_gap"], d["rcd"]]) and t["value"] == t["values"][0]
+    pts = [(t["number"], t["values"]) for t in trials]
+    dominated = {n for n, (g, r) in pts for _, (g2, r2) in pts if g2 <= g and r2 >= r and (g2 < g or r2 > r)}
+    front = [p["trial"] for p in e["pareto"]]
+    assert set(front) == {n for n, _ in pts} - dominated
+    low = min(g for n, (g, _) in pts if n in front)
+    assert e["values"][1] == max(r for n, (g, r) in pts if n in front and g <= low + 3.0)
+    assert e["best_trial"] == select_on_front(pts, 3.0)[0] and e["value"] == e["values"][0]
+    assert f"(of {len(front)} on the Pareto front) (trial {e['best_trial']}:" in printed
+    (st,) = read_trials(tmp_path / "out")  # the report makes the same choice from the export alone
+    assert st.multi and st.best()["number"] == e["best_trial"] and [t["number"] for t in st.front()] == front
+    sec = tuning_section(tmp_path / "out")
+    (row,) = sec["table"]["rows"]
+    assert row[3] == f"{e['values'][0]:.3f} / {e['values'][1]:.2f} (trial {e['best_trial']}; front of {len(front)})"
+    (fig,) = sec["figures"]
+    assert "Pareto front" in fig["caption"] and (tmp_path / "out" / fig["rel"]).read_bytes()[:4] == b"\x89PNG"
+    # the tuned file's selected values run like any other
+    assert main(["run", *tiny_overrides(tmp_path, "methods=[ssd]", "seeds=[0]", f"tuned={tmp_path}/tuned.yaml",
+                                         "attack.enabled=false")]) == 0
+    (rec,) = [r for r in read_records(tmp_path / "out").records if r.get("method") == "ssd"]
+    assert {k: rec["hparams"][k] for k in e["params"]} == pytest.approx(e["params"])
+
+
 @pytest.mark.parametrize("extra, expected", [
     (["tune.trials=0"], "tune.trials=0 is outside [1, 100000]; use e.g. tune.trials=20"),
+    (["tune.objective=avg_gap_rcd", "attack.enabled=false"], "tune.objective=avg_gap_rcd reads RCD, but "
+     "attack.enabled=false"),
     (["seeds=[0,1000]"], "tune.forget_seeds=[1000] overlaps seeds=[0, 1000] (the reported draws)"),
     (["tune.objective=avg_gapp"], "tune.objective=avg_gapp is not one of avg_gap|oracle_free"),
     (["forget.seed=3"], "forget.seed=3 fixes D_f for every seed"),

@@ -1,6 +1,7 @@
 """The tuning trials ``python -m benchmark tune`` exports (``<output_dir>/tune/trials.jsonl``), read
 for the report: one :class:`StudyTrials` per study, with its best trial and Optuna's parameter
-importances (fANOVA, on an in-memory copy of the study; the database is not needed)."""
+importances (fANOVA, on an in-memory copy of the study; the database is not needed). A
+two-objective study (``tune.objective=avg_gap_rcd``) also gives its Pareto front."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ class StudyTrials:
     """One study's exported trials (dicts of :func:`benchmark.tune._trial_line`)."""
 
     name: str
-    suite: dict[str, Any]  # dataset, model, scenario, setting, method, objective
-    direction: str  # "minimize" | "maximize"
+    suite: dict[str, Any]  # dataset, model, scenario, setting, method, objective (+ gap_tolerance)
+    direction: str  # "minimize" | "maximize" (of the first objective)
     trials: list[dict[str, Any]] = field(default_factory=list)
+    directions: list[str] | None = None  # two objectives: ["minimize", "maximize"] (Avg Gap, RCD)
 
     @property
     def method(self) -> str:
@@ -36,13 +38,40 @@ class StudyTrials:
         return sorted((t for t in self.trials if t.get("state") == "COMPLETE" and _finite(t.get("value"))),
                       key=lambda t: t["number"])
 
-    def best(self) -> dict[str, Any] | None:
-        """The best complete trial that is feasible (the lowest number among ties), as ``tune`` selects it."""
+    @property
+    def multi(self) -> bool:
+        return bool(self.directions) and len(self.directions) > 1
+
+    def _pool(self) -> list[dict[str, Any]]:
         pool = [t for t in self.complete() if (t.get("user_attrs") or {}).get("feasible", True)]
+        if self.multi:
+            pool = [t for t in pool if len(t.get("values") or []) == 2 and all(_finite(v) for v in t["values"])]
+        return pool
+
+    def best(self) -> dict[str, Any] | None:
+        """The best complete trial that is feasible (the lowest number among ties), as ``tune`` selects
+        it; with two objectives, :func:`benchmark.tune.select_on_front`'s choice on the front."""
+        pool = self._pool()
         if not pool:
             return None
+        if self.multi:
+            from benchmark.tune import select_on_front
+
+            n, _ = select_on_front([(t["number"], t["values"]) for t in pool], float(self.suite.get("gap_tolerance") or 0))
+            return next(t for t in pool if t["number"] == n)
         sign = 1.0 if self.direction == "minimize" else -1.0
         return min(pool, key=lambda t: (sign * t["value"], t["number"]))
+
+    def front(self) -> list[dict[str, Any]]:
+        """A two-objective study's Pareto front, by Avg Gap; [] for one objective."""
+        pool = self._pool()
+        if not self.multi or not pool:
+            return []
+        from benchmark.tune import select_on_front
+
+        _, numbers = select_on_front([(t["number"], t["values"]) for t in pool], 0.0)
+        by_number = {t["number"]: t for t in pool}
+        return [by_number[n] for n in numbers]
 
     def defaults(self) -> dict[str, Any] | None:
         """Trial 0 when it ran the declared defaults."""
@@ -98,7 +127,10 @@ def read_trials(output_dir: str | Path) -> list[StudyTrials]:
             continue
         s = studies.get(t["study"])
         if s is None:
-            suite = {k: t.get(k) for k in ("dataset", "model", "scenario", "setting", "method", "objective")}
-            s = studies[t["study"]] = StudyTrials(t["study"], suite, str(t.get("direction") or "minimize"))
+            suite = {k: t.get(k) for k in ("dataset", "model", "scenario", "setting", "method", "objective",
+                                           "gap_tolerance")}
+            dirs = t.get("directions")
+            s = studies[t["study"]] = StudyTrials(t["study"], suite, str(t.get("direction") or "minimize"),
+                                                  directions=[str(d) for d in dirs] if isinstance(dirs, list) else None)
         s.trials.append(t)
     return list(studies.values())

@@ -110,8 +110,9 @@ SCHEMA: dict[str, Rule] = {
     "tuned": lambda key, v: None if isinstance(v, bool) else string(eg="true")(key, v),  # auto, or a file
     "tune.trials": integer(1, 100000, eg="20"),
     "tune.forget_seeds": listed(integer(0, SEED_MAX, eg="1000"), eg="[1000,1001]"),
-    "tune.objective": string(("avg_gap", "oracle_free")),
+    "tune.objective": string(("avg_gap", "oracle_free", "avg_gap_rcd")),
     "tune.val_tolerance": number(0, 100, eg="5"),
+    "tune.gap_tolerance": number(0, 100, eg="1"),
     "tune.storage": string(null=True, eg="sqlite:///tune.db"),
     "tune.sampler_seed": integer(0, SEED_MAX, eg="0"),
     "tune.methods": listed(string(eg="finetune"), null=True, eg="[finetune,ssd]"),

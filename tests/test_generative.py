@@ -211,8 +211,9 @@ def test_rcd_for_generators_against_hand_made_curves():
 
 
 def test_generator_attack_never_changes_its_model(gen_net, digits):
+    from benchmark.callbacks.relearn import relearn
     from benchmark.generative.evaluation import Evaluator
-    from benchmark.generative.relearn import GenRelearnTarget, generator_levels, relearn_generator
+    from benchmark.generative.relearn import GenRelearnTarget, generator_levels
     from benchmark.models import trainable_state
     from benchmark.stages.generate import generator_transform
 
@@ -224,10 +225,10 @@ def test_generator_attack_never_changes_its_model(gen_net, digits):
                               seed=0)
     before = {k: v.clone() for k, v in gen_net.state_dict().items()}
     levels = generator_levels(gen_net, copy.deepcopy(gen_net), target, torch.device("cpu"))
-    curve = relearn_generator(gen_net, target, "adam", {"lr": 1e-3, "batch_size": 8}, 6, 2, 0, torch.device("cpu"),
-                              trainable_state(gen_net))
-    again = relearn_generator(gen_net, target, "adam", {"lr": 1e-3, "batch_size": 8}, 6, 2, 0, torch.device("cpu"),
-                              trainable_state(gen_net))
+    curve = relearn(gen_net, target, "adam", {"lr": 1e-3, "batch_size": 8}, 6, 2, 0, torch.device("cpu"),
+                    trainable_state(gen_net))
+    again = relearn(gen_net, target, "adam", {"lr": 1e-3, "batch_size": 8}, 6, 2, 0, torch.device("cpu"),
+                    trainable_state(gen_net))
     assert all(torch.equal(before[k], v) for k, v in gen_net.state_dict().items())
     assert curve.steps == [0, 2, 4, 6] and curve.loss == again.loss and curve.acc == again.acc
     assert curve.loss[0] == pytest.approx(levels.loss_original) and curve.acc[0] == levels.acc_original

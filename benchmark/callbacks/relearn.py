@@ -64,6 +64,46 @@ class RelearnTarget:
     eval_y: torch.Tensor
     transform: BatchTransform
 
+    def task(self, device: torch.device) -> AttackTask:
+        """What an attack on a classifier does at a step and at an evaluation, on ``device``."""
+        return _ClassifierTask(self, device)
+
+
+class AttackTask:
+    """The model-specific part of an attack, for :func:`relearn`'s one loop: the size of the relearn
+    set, the loss of one step on a batch of its indices, and the evaluation of D_f. A target
+    (``RelearnTarget``, the generative track's ``GenRelearnTarget``) makes one per attack with
+    ``target.task(device)``."""
+
+    n: int
+
+    def step_loss(self, model: nn.Module, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module, dist: torch.Tensor) -> tuple[float, float, float]:
+        """(forget loss, forget accuracy in percent, ``dist`` as a float), read from the device together."""
+        raise NotImplementedError
+
+
+class _ClassifierTask(AttackTask):
+    """Cross-entropy steps on the (augmented) relearn set; mean CE and accuracy on all of D_f."""
+
+    def __init__(self, target: RelearnTarget, device: torch.device) -> None:
+        self.forget_eval = _ForgetEval(target.eval_x, target.eval_y, target.transform, device)
+        self.x, self.y = resident(target.train_x, device), resident(target.train_y, device)
+        self.tf = DeviceTransform(target.transform, device)
+        self.n = len(self.y)
+
+    def step_loss(self, model: nn.Module, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return F.cross_entropy(model(self.tf(self.x[idx], train=True, generator=generator)), self.y[idx])
+
+    def evaluate(self, model: nn.Module, dist: torch.Tensor) -> tuple[float, float, float]:
+        sums = self.forget_eval(model)
+        # one host read per evaluated step: loss sum, correct count, weight distance
+        loss_sum, correct, d = torch.cat([sums, dist.double().view(1)]).tolist()
+        m = max(1, self.forget_eval.n)
+        return loss_sum / m, 100.0 * int(correct) / m, d
+
 
 @dataclass
 class Curve:
@@ -223,7 +263,9 @@ def relearn(net: nn.Module, target: RelearnTarget, attacker: str, attacker_cfg: 
             eval_every: int, seed: int, device: torch.device, original_state: dict[str, torch.Tensor],
             levels: Levels | None = None, stop_after_tail: int | None = None,
             progress: Callable[[int, int], None] | None = None) -> Curve:
-    """Fine-tunes a deep copy of ``net`` on the relearn set; ``net`` itself is not touched.
+    """Fine-tunes a deep copy of ``net`` on the relearn set; ``net`` itself is not touched. What a
+    step and an evaluation are comes from ``target.task(device)`` (:class:`AttackTask`), so a
+    classifier and a generator share this loop.
 
     Args:
         original_state: theta_o's trainable parameters (name -> tensor), for the weight distance.
@@ -242,22 +284,17 @@ def relearn(net: nn.Module, target: RelearnTarget, attacker: str, attacker_cfg: 
     bs = int(attacker_cfg.get("batch_size", 128))
     curve = Curve(max_steps=max_steps)
     t0 = time.perf_counter()
-    forget_eval = _ForgetEval(target.eval_x, target.eval_y, target.transform, device)
-    train_x, train_y = resident(target.train_x, device), resident(target.train_y, device)
-    tf = DeviceTransform(target.transform, device)
+    task = target.task(device)
     stop_at = max_steps
     met: set[str] = set()
 
     def record(step: int) -> None:
         nonlocal stop_at
         flat = torch.cat([p.detach().float().reshape(-1) for p in params])
-        sums = forget_eval(model)
-        # one host read per evaluated step: loss sum, correct count, weight distance
-        loss_sum, correct, dist = torch.cat([sums, (flat - theta_o).norm().double().view(1)]).tolist()
-        m = max(1, forget_eval.n)
+        loss, acc, dist = task.evaluate(model, (flat - theta_o).norm())
         curve.steps.append(step)
-        curve.loss.append(loss_sum / m)
-        curve.acc.append(100.0 * int(correct) / m)
+        curve.loss.append(loss)
+        curve.acc.append(acc)
         curve.weight_dist.append(dist / norm_o)
         if stop_after_tail is not None and levels is not None and stop_at == max_steps:
             met.update(c for c in CRITERIA if levels.reached(curve.loss[-1], curve.acc[-1], c))
@@ -267,12 +304,10 @@ def relearn(net: nn.Module, target: RelearnTarget, attacker: str, attacker_cfg: 
 
     record(0)
     step = 0
-    n = len(train_y)
     while step < stop_at:
-        order = to_device_async(torch.randperm(n, generator=gen), device)
+        order = to_device_async(torch.randperm(task.n, generator=gen), device)
         for idx in order.split(bs):
-            x = tf(train_x[idx], train=True, generator=gen)
-            loss = F.cross_entropy(model(x), train_y[idx])
+            loss = task.step_loss(model, idx, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -332,7 +367,8 @@ class RelearnAttack(L.Callback):
     times (attack seeds ``seed + r * REPEAT_SEED_STRIDE``).
 
     Args:
-        target: relearn set and D_f.
+        target: relearn set and D_f: a ``RelearnTarget``, or anything with ``train_y``,
+            ``transform`` and ``task(device)`` (the generative track's target).
         attackers: name -> attacker settings (optimizer kwargs plus batch_size), e.g. from configs/attack/.
         max_steps: step budget, one for all attackers or name -> budget (see ``default_budget``).
         eval_every: evaluation period in steps, one or name -> period (see ``default_eval_every``).
@@ -349,7 +385,7 @@ class RelearnAttack(L.Callback):
     one per repeat.
     """
 
-    def __init__(self, target: RelearnTarget, attackers: dict[str, dict[str, Any]], max_steps: int | dict[str, int],
+    def __init__(self, target: Any, attackers: dict[str, dict[str, Any]], max_steps: int | dict[str, int],
                  eval_every: int | dict[str, int], seed: int, original_state: dict[str, torch.Tensor],
                  device: torch.device | None = None, levels: Levels | None = None,
                  stop_after_tail: int | None = None, repeats: int = 1) -> None:
@@ -396,6 +432,9 @@ class RelearnAttack(L.Callback):
     def _distinct_repeats(self, cfg: dict[str, Any]) -> int:
         """How many repeats can differ: where the relearn set is one batch and nothing is augmented,
         every seed takes the same steps (a batch's order only changes float summation), so one
-        run stands for all ``repeats``."""
+        run stands for all ``repeats``. A target whose steps draw noise (a generator's) says
+        ``seeded_steps = True``: every repeat runs."""
+        if getattr(self.target, "seeded_steps", False):
+            return self.repeats
         one_batch = len(self.target.train_y) <= int(cfg.get("batch_size", 128))
         return 1 if one_batch and not self.target.transform.augments else self.repeats

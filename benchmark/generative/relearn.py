@@ -17,29 +17,17 @@ losses), censoring, the repeats and every RCD metric are the classifiers' own co
 
 from __future__ import annotations
 
-import copy
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from benchmark.callbacks.relearn import (
-    ATTACKERS,
-    CRITERIA,
-    REPEAT_SEED_STRIDE,
-    Curve,
-    Levels,
-    RelearnAttack,
-    _flat,
-)
+from benchmark.callbacks.relearn import AttackTask, Levels
 from benchmark.data.transforms import BatchTransform
 from benchmark.generative.diffusion import Diffusion, denoising_loss
 from benchmark.generative.evaluation import Evaluator, sample_classes
-from benchmark.module import DeviceTransform, resident, to_device_async
-from benchmark.stages.references import AttackPlan
+from benchmark.module import DeviceTransform, resident
 
 LOSS_SEED_OFFSET = 65_537  # the fixed draws of the loss criterion
 ACC_SEED_OFFSET = 92_821  # the fixed starting noise of the accuracy criterion's samples
@@ -60,6 +48,11 @@ class GenRelearnTarget:
     per_class: int  # samples per class at each evaluated step
     sampler: dict[str, Any]  # sample_steps, guidance
     seed: int  # the group's seed: fixes the criterion's draws
+    seeded_steps: ClassVar[bool] = True  # each step draws noise: every attack repeat differs
+
+    def task(self, device: torch.device) -> AttackTask:
+        """What a generator attack does at a step and an evaluation (``relearn``'s one loop)."""
+        return _GeneratorTask(self, device)
 
 
 class GenForgetEval:
@@ -99,91 +92,19 @@ def generator_levels(original: nn.Module, oracle: nn.Module, target: GenRelearnT
     return Levels(lo, lr, ao, ar, float(delta), float(delta_acc))
 
 
-def relearn_generator(net: nn.Module, target: GenRelearnTarget, attacker: str, attacker_cfg: dict[str, Any],
-                      max_steps: int, eval_every: int, seed: int, device: torch.device,
-                      original_state: dict[str, torch.Tensor], levels: Levels | None = None,
-                      stop_after_tail: int | None = None,
-                      progress: Callable[[int, int], None] | None = None) -> Curve:
-    """``benchmark.callbacks.relearn.relearn`` for a generator: fine-tunes a deep copy of ``net``
-    on the relearn set with the denoising loss; ``net`` itself is not touched."""
-    model = copy.deepcopy(net).to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
-    theta_o = _flat({n: original_state[n] for n in names}).to(device)
-    norm_o = float(theta_o.norm()) or 1.0
-    opt = ATTACKERS.get(attacker)(params, **attacker_cfg)
-    gen = torch.Generator().manual_seed(int(seed))
-    bs = int(attacker_cfg.get("batch_size", 128))
-    curve = Curve(max_steps=max_steps)
-    t0 = time.perf_counter()
-    forget_eval = GenForgetEval(target, device)
-    train_x = DeviceTransform(target.transform, device)(resident(target.train_x, device), train=False)
-    train_y = resident(target.train_y, device)
-    stop_at, met = max_steps, set()
+class _GeneratorTask(AttackTask):
+    """Denoising-loss steps on the relearn set (normalised once; the noise and t come from the
+    attack's generator); D_f's loss and the forget-class sample accuracy from ``GenForgetEval``."""
 
-    def record(step: int) -> None:
-        nonlocal stop_at
-        loss, acc = forget_eval(model)
-        flat = torch.cat([p.detach().float().reshape(-1) for p in params])
-        curve.steps.append(step)
-        curve.loss.append(loss)
-        curve.acc.append(acc)
-        curve.weight_dist.append(float((flat - theta_o).norm()) / norm_o)
-        if stop_after_tail is not None and levels is not None and stop_at == max_steps:
-            met.update(c for c in CRITERIA if levels.reached(loss, acc, c))
-            if len(met) == len(CRITERIA):
-                stop_at = min(max_steps, step + int(stop_after_tail))
-        model.train()
+    def __init__(self, target: GenRelearnTarget, device: torch.device) -> None:
+        self.t, self.forget_eval = target, GenForgetEval(target, device)
+        self.x = DeviceTransform(target.transform, device)(resident(target.train_x, device), train=False)
+        self.y = resident(target.train_y, device)
+        self.n = len(self.y)
 
-    record(0)
-    step, n = 0, len(train_y)
-    while step < stop_at:
-        order = to_device_async(torch.randperm(n, generator=gen), device)
-        for idx in order.split(bs):
-            loss = denoising_loss(model, target.diffusion, train_x[idx], train_y[idx], generator=gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            if step % eval_every == 0 or step == stop_at:
-                record(step)
-            if progress is not None:
-                progress(step, stop_at)
-            if step >= stop_at:
-                break
-    curve.truncated = stop_at < max_steps
-    curve.seconds = time.perf_counter() - t0
-    return curve
+    def step_loss(self, model: nn.Module, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return denoising_loss(model, self.t.diffusion, self.x[idx], self.y[idx], generator=generator)
 
-
-class GenRelearnAttack(RelearnAttack):
-    """``RelearnAttack`` for generators: the same budgets, repeats and seeds, each run by
-    :func:`relearn_generator`. Every repeat runs (the noise draws differ per seed even where
-    the relearn set is one batch)."""
-
-    def run(self, net: nn.Module, device: torch.device | None = None,
-            progress: Callable[[int, int], None] | None = None) -> dict[str, list[Curve]]:
-        from benchmark.training import ProgressLine
-
-        device = device or torch.device("cpu")
-        self.curves = {}
-        for name, cfg in self.attackers.items():
-            self.curves[name] = []
-            for r in range(self.repeats):
-                line = ProgressLine(f"attack {name}" + (f" {r + 1}/{self.repeats}" if self.repeats > 1 else ""))
-                self.curves[name].append(relearn_generator(
-                    net, self.target, name, dict(cfg), self.max_steps[name], self.eval_every[name],
-                    self.seed + r * REPEAT_SEED_STRIDE, device, self.original_state, self.levels,
-                    self.stop_after_tail, progress or line.update))
-                line.close()
-        return self.curves
-
-
-class GenAttackPlan(AttackPlan):
-    """The group's ``AttackPlan`` (budgets from the oracle, cached reference curves) whose
-    callback attacks generators."""
-
-    def callback(self) -> GenRelearnAttack:
-        return GenRelearnAttack(self.target, self.attackers, self.max_steps, self.eval_every, self.seed,
-                                self.original_state, levels=self.levels, stop_after_tail=self.stop_after_tail,
-                                repeats=self.repeats)
+    def evaluate(self, model: nn.Module, dist: torch.Tensor) -> tuple[float, float, float]:
+        loss, acc = self.forget_eval(model)
+        return loss, acc, float(dist)

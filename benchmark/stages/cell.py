@@ -83,18 +83,27 @@ def _unlearn(cfg: Any, ds: ImageData, g: Group, cell: Cell, device: torch.device
              res: CellResult) -> tuple[dict[str, list[Curve]], Any]:
     """Sets ``res.net`` (and the timings, diagnostics and, for the reference rows, outputs);
     returns the relearning curves and levels."""
-    cls = METHODS.get(cell.method)
-    levels = g.attack.levels if g.attack else None
+    reference, curves = unlearn_phase(cfg, ds, g, cell, METHODS.get(cell.method), device, diagnostics_path, res)
+    if reference is not None:  # the row is a reference model: its cached outputs
+        res.outputs = g.original_outputs if reference == "original" else g.oracle_outputs
+    return curves, g.attack.levels if g.attack else None
+
+
+def unlearn_phase(cfg: Any, ds: ImageData, g: Any, cell: Cell, cls: type, device: torch.device,
+                  diagnostics_path: Any, res: CellResult) -> tuple[str | None, dict[str, list[Curve]]]:
+    """The unlearning phase of a cell, for classifiers and generators alike: sets ``res.net``, the
+    timings and the diagnostics, and returns (the reference the row is, or None; its relearning
+    curves). ``original`` is theta_o itself and a recipe method (retrain) the cached oracle, with
+    their cached curves; any other method is fitted from a copy of theta_o under Lightning, with
+    the group's attack as a callback. ``g`` holds ``original``, ``oracle``, ``attack``,
+    ``ref_curves`` and ``unlearn_data(ds, seed)``."""
     oracle_s = g.oracle.train_seconds
     res.timings.update({"oracle_train_s": oracle_s, "attack_s": None})
-    if cell.method == "original":  # theta_o itself: no unlearning, its cached outputs and curves
-        res.net, res.outputs = g.original.net, g.original_outputs
-        res.timings["unlearn_s"] = 0.0
-        curves = g.ref_curves.get("original", {})
-    elif cls.uses_recipe:  # retrain: the cached oracle is this row
-        res.net, res.outputs = g.oracle.net, g.oracle_outputs
-        res.timings["unlearn_s"] = oracle_s
-        curves = g.ref_curves.get("oracle", {})
+    reference = "original" if cell.method == "original" else "oracle" if cls.uses_recipe else None
+    if reference is not None:
+        res.net = g.original.net if reference == "original" else g.oracle.net
+        res.timings["unlearn_s"] = 0.0 if reference == "original" else oracle_s
+        curves = g.ref_curves.get(reference, {})
     else:
         L.seed_everything(cell.seed, workers=True, verbose=False)
         module = cls(copy.deepcopy(g.original.net), g.unlearn_data(ds, cell.seed), **cell.hparams)
@@ -108,4 +117,4 @@ def _unlearn(cfg: Any, ds: ImageData, g: Group, cell: Cell, device: torch.device
         curves = callbacks[0].curves if callbacks else {}
     if curves:
         res.timings["attack_s"] = sum(c.seconds for runs in curves.values() for c in runs)
-    return curves, levels
+    return reference, curves

@@ -13,14 +13,12 @@ evaluator and attack plan, and one generative method's cell, to the classifiers'
 
 from __future__ import annotations
 
-import copy
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 
 from benchmark.callbacks.relearn import Curve, default_budget
@@ -28,21 +26,21 @@ from benchmark.config import attacker_config, to_dict
 from benchmark.data import ImageData
 from benchmark.data.splits import Split, make_split
 from benchmark.data.transforms import BatchTransform
-from benchmark.diagnostics import DiagnosticsLogger
 from benchmark.errors import MethodRefusal
 from benchmark.evaluate import non_finite
 from benchmark.generative.diffusion import Diffusion
 from benchmark.generative.evaluation import Evaluator, SampleEval, get_evaluator, score_generator
 from benchmark.generative.methods import GenData, diffusion_of, method_registry
-from benchmark.generative.relearn import GenAttackPlan, GenRelearnTarget, generator_levels
+from benchmark.generative.relearn import GenRelearnTarget, generator_levels
 from benchmark.identity import digest
 from benchmark.metrics import MetricContext, compute_metrics
 from benchmark.models import trainable_state
 from benchmark.reference import Reference, get_reference
+from benchmark.stages.cell import unlearn_phase
 from benchmark.stages.plan import Cell
-from benchmark.stages.references import _eval_every, _t, budget_from_oracle, calibrate_budget
+from benchmark.stages.references import AttackPlan, _eval_every, attack_references
 from benchmark.stages.result import CellResult
-from benchmark.training import fit, world_size
+from benchmark.training import world_size
 
 MEMORISATION_MIN_GAP = 5.0  # points of forget-class sample accuracy the original must hold over the oracle
 
@@ -69,7 +67,7 @@ class GenGroup:
     oracle_eval: SampleEval
     oracle_metrics: dict[str, Any]
     warnings: list[str]
-    attack: GenAttackPlan | None = None
+    attack: AttackPlan | None = None
     ref_curves: dict[str, dict[str, list[Curve]]] = field(default_factory=dict)
 
     def unlearn_data(self, ds: ImageData, seed: int) -> GenData:
@@ -131,22 +129,11 @@ def prepare_gen_group(cfg: Any, ds: ImageData, ratio: float | None, seed: int, d
                           f"(< {MEMORISATION_MIN_GAP:.0f} points): forgetting is not measurable; train longer")
         print(f"warning: {g.warnings[-1]}", flush=True)
     if cfg.attack.enabled:
-        g.attack = gen_attack_plan(cfg, ds, g, device)
-        adir = Path(cfg.cache_dir) / "attacks"
-        if budget_from_oracle(cfg):
-            calibrate_budget(g.attack, cfg, g.oracle, device, adir)
-        for kind, ref in (("original", g.original), ("oracle", g.oracle)):
-            t0 = time.perf_counter()
-            g.ref_curves[kind] = g.attack.cached_run(adir / f"{ref.key}-{g.attack.key}.json", ref.net, device,
-                                                     ref_key=ref.key)
-            print(f"[attack] {kind}: " + ", ".join(f"{a} T_acc={_t(c, g.attack.levels, 'acc')} "
-                                                   f"T={_t(c, g.attack.levels, 'loss')}"
-                                                   for a, c in g.ref_curves[kind].items())
-                  + f" ({time.perf_counter() - t0:.1f} s)", flush=True)
+        attack_references(cfg, g, gen_attack_plan(cfg, ds, g, device), device)
     return g
 
 
-def gen_attack_plan(cfg: Any, ds: ImageData, g: GenGroup, device: torch.device) -> GenAttackPlan:
+def gen_attack_plan(cfg: Any, ds: ImageData, g: GenGroup, device: torch.device) -> AttackPlan:
     """The group's generator attack with the fixed budget (``attack.epochs`` or ``max_steps``);
     ``calibrate_budget`` replaces it with the oracle's when ``attack.budget=oracle``. The levels
     are measured on the reference generators exactly as each attack step is."""
@@ -168,7 +155,7 @@ def gen_attack_plan(cfg: Any, ds: ImageData, g: GenGroup, device: torch.device) 
     key = digest({"task": "generate", "attack": to_dict(a), "attackers": attackers, "split": split.sha256,
                   "seed": g.seed, "generate": to_dict(gcfg), "evaluator": g.evaluator.key,
                   "diffusion": to_dict(cfg.data.diffusion)}, 64)[:16]
-    return GenAttackPlan(target, levels, attackers, max_steps, every, g.seed + int(a.seed),
+    return AttackPlan(target, levels, attackers, max_steps, every, g.seed + int(a.seed),
                          trainable_state(g.original.net), key, stop_after_tail=a.get("stop_after_tail"),
                          repeats=int(a.get("repeats", 1)))
 
@@ -215,27 +202,7 @@ def run_gen_cell(cfg: Any, ds: ImageData, g: GenGroup, cell: Cell, device: torch
 def _unlearn(cfg: Any, ds: ImageData, g: GenGroup, cell: Cell, device: torch.device, diagnostics_path: Any,
              res: CellResult) -> dict[str, list[Curve]]:
     cls = method_registry(cfg).get(cell.method)
-    oracle_s = g.oracle.train_seconds
-    res.timings.update({"oracle_train_s": oracle_s, "attack_s": None})
-    if cell.method == "original":  # theta_o itself: its scores and curves are the group's
-        res.net, res.samples = g.original.net, g.original_eval
-        res.timings["unlearn_s"] = 0.0
-        curves = g.ref_curves.get("original", {})
-    elif cls.uses_recipe:  # retrain: the cached oracle is this row
-        res.net, res.samples = g.oracle.net, g.oracle_eval
-        res.timings["unlearn_s"] = oracle_s
-        curves = g.ref_curves.get("oracle", {})
-    else:
-        L.seed_everything(cell.seed, workers=True, verbose=False)
-        module = cls(copy.deepcopy(g.original.net), g.unlearn_data(ds, cell.seed), **cell.hparams)
-        callbacks = [g.attack.callback()] if g.attack else []
-        logger = DiagnosticsLogger(diagnostics_path)
-        res.timings["unlearn_s"] = fit(module, cfg.trainer, callbacks, logger=logger)
-        res.diagnostics = logger.read()
-        res.net = module.net.cpu()
-        if callbacks and not callbacks[0].curves and non_finite(res.net, None) is None:
-            callbacks[0].run(res.net, device)  # ddp_spawn: the callback ran in a worker
-        curves = callbacks[0].curves if callbacks else {}
-    if curves:
-        res.timings["attack_s"] = sum(c.seconds for runs in curves.values() for c in runs)
+    reference, curves = unlearn_phase(cfg, ds, g, cell, cls, device, diagnostics_path, res)
+    if reference is not None:  # theta_o or theta_r: the group's scores of its samples
+        res.samples = g.original_eval if reference == "original" else g.oracle_eval
     return curves

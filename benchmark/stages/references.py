@@ -236,20 +236,26 @@ def prepare_group(cfg: Any, ds: ImageData, ratio: float | None, seed: int, devic
                           "Train longer, on a smaller subset, or with less augmentation.")
         print(f"warning: {g.warnings[-1]}", flush=True)
     if cfg.attack.enabled:
-        g.attack = attack_plan(cfg, ds, g)
-        adir = Path(cfg.cache_dir) / "attacks"
-        if budget_from_oracle(cfg):
-            calibrate_budget(g.attack, cfg, g.oracle, device, adir)
-        for kind, ref in (("original", g.original), ("oracle", g.oracle)):
-            t0 = time.perf_counter()
-            g.ref_curves[kind] = g.attack.cached_run(adir / f"{ref.key}-{g.attack.key}.json", ref.net, device,
-                                                     ref_key=ref.key)
-            print(f"[attack] {kind}: " + ", ".join(f"{a} T_acc={_t(c, g.attack.levels, 'acc')} "
-                                                   f"T={_t(c, g.attack.levels, 'loss')}"
-                                                   for a, c in g.ref_curves[kind].items())
-                  + f" ({time.perf_counter() - t0:.1f} s)", flush=True)
+        attack_references(cfg, g, attack_plan(cfg, ds, g), device)
     g.population = prepare_population(cfg, ds, g, device, known)
     return g
+
+
+def attack_references(cfg: Any, g: Any, plan: AttackPlan, device: torch.device) -> None:
+    """Sets the group's attack plan (its budget from the oracle when ``attack.budget=oracle``)
+    and attacks both references through its curve cache: ``g.ref_curves``. ``g`` is a
+    classifier's ``Group`` or the generative track's group (``original``, ``oracle``,
+    ``attack``, ``ref_curves``)."""
+    g.attack = plan
+    adir = Path(cfg.cache_dir) / "attacks"
+    if budget_from_oracle(cfg):
+        calibrate_budget(plan, cfg, g.oracle, device, adir)
+    for kind, ref in (("original", g.original), ("oracle", g.oracle)):
+        t0 = time.perf_counter()
+        g.ref_curves[kind] = plan.cached_run(adir / f"{ref.key}-{plan.key}.json", ref.net, device, ref_key=ref.key)
+        print(f"[attack] {kind}: " + ", ".join(f"{a} T_acc={_t(c, plan.levels, 'acc')} T={_t(c, plan.levels, 'loss')}"
+                                               for a, c in g.ref_curves[kind].items())
+              + f" ({time.perf_counter() - t0:.1f} s)", flush=True)
 
 
 def attack_plan(cfg: Any, ds: ImageData, g: Group) -> AttackPlan:

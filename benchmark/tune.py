@@ -295,6 +295,8 @@ class Tuner:
             setting = tuned.setting_key(cfg, ratio)
             groups = {s: prepare_group(self.tcfg, self.ds, ratio, s, self.device) for s in self.seeds}
             refs = {s: self._reference_values(g) for s, g in groups.items()}
+            if self.multi:
+                self._check_rcd_draws(setting, refs)
             for m in self.methods:
                 rep = self._study(m, ratio, setting, groups, refs)
                 reports.append(rep)
@@ -309,7 +311,22 @@ class Tuner:
     def _reference_values(self, g: Group) -> dict[str, Any]:
         oracle, _ = tuning_values(self.ds, self.tcfg, g, g.oracle_outputs)
         original, _ = tuning_values(self.ds, self.tcfg, g, g.original_outputs)
-        return {"oracle": oracle, "original_val_acc": original["eval/val/acc"]}
+        rcd_undefined = (g.attack.levels.acc_undefined_reason if g.attack else "the attack is off") \
+            if self.multi else None
+        return {"oracle": oracle, "original_val_acc": original["eval/val/acc"], "rcd_undefined": rcd_undefined}
+
+    def _check_rcd_draws(self, setting: str, refs: dict[int, dict[str, Any]]) -> None:
+        """The headline RCD is undefined on a draw whose oracle forgets nothing measurable (a
+        property of the draw, the same for every trial): the RCD objective averages the other
+        draws, and with none left ``tune`` stops in one line."""
+        bad = {s: r["rcd_undefined"] for s, r in refs.items() if r["rcd_undefined"]}
+        for s, why in bad.items():
+            print(f"[tune] {setting} forget seed {s}: headline RCD undefined ({why}); the RCD objective averages "
+                  f"the other draws", flush=True)
+        if len(bad) == len(refs):
+            raise BenchmarkError(f"tune.objective=avg_gap_rcd: the headline RCD is undefined on every held-out draw "
+                                 f"of {setting} ({next(iter(bad.values()))}); add draws with tune.forget_seeds, or "
+                                 "use tune.objective=avg_gap")
 
     # -- one study -----------------------------------------------------------------------------
 
@@ -433,7 +450,7 @@ class Tuner:
                                 "val_drop": refs[seed]["original_val_acc"] - vals["eval/val/acc"],
                                 "unlearn_s": res.timings.get("unlearn_s")}
             if self.multi:
-                draws[str(seed)]["rcd"] = self._rcd(seed, res)
+                draws[str(seed)]["rcd"] = None if refs[seed]["rcd_undefined"] else self._rcd(seed, res)
         value = self._value(draws)
         if not all(math.isfinite(v) for v in (value if self.multi else (value,))):
             raise _TrialFailed(f"the objective is not finite ({value})")
@@ -453,8 +470,9 @@ class Tuner:
         def mean(key: str) -> float:
             return sum(d[key] for d in draws.values()) / len(draws)
 
-        if self.multi:
-            return mean("avg_gap"), mean("rcd")
+        if self.multi:  # RCD over the draws where it is defined (_check_rcd_draws)
+            rcd = [d["rcd"] for d in draws.values() if d["rcd"] is not None]
+            return mean("avg_gap"), sum(rcd) / len(rcd)
         return mean("avg_gap" if self.objective == "avg_gap" else "ua")
 
     def _record(self, trial: Any, method: str, params: dict[str, Any], draws: dict[str, dict[str, Any]],
@@ -496,7 +514,8 @@ class Tuner:
             rep.best, front = select_on_front([(t.number, t.values) for t in pool], tol)
             rep.best = next(t for t in pool if t.number == rep.best)
             by_number = {t.number: t for t in pool}
-            extra = {"values": [float(v) for v in rep.best.values], "gap_tolerance": tol,
+            rcd_seeds = [int(s) for s, d in (rep.best.user_attrs.get("draws") or {}).items() if d.get("rcd") is not None]
+            extra = {"values": [float(v) for v in rep.best.values], "gap_tolerance": tol, "rcd_forget_seeds": rcd_seeds,
                      "defaults_values": [float(v) for v in defaults.values] if defaults is not None else None,
                      "pareto": [{"trial": n, "values": [float(v) for v in by_number[n].values],
                                  "params": dict(by_number[n].params)} for n in front]}

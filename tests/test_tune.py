@@ -298,6 +298,38 @@ def test_two_objective_tuning_keeps_the_pareto_front_and_the_report_draws_it(tmp
     assert {k: rec["hparams"][k] for k in e["params"]} == pytest.approx(e["params"])
 
 
+def test_a_draw_without_a_headline_rcd_is_left_out_of_the_rcd_objective(tmp_path, capsys, monkeypatch):
+    """An oracle that forgets nothing measurable on a draw makes RCD undefined there for every
+    trial: RCD averages the other draws (said in one line); with none left, tune stops in one line."""
+    undefined = {1001}
+    real = tune_module.Tuner._reference_values
+
+    def values(self, g):
+        out = real(self, g)
+        if g.seed in undefined:
+            out["rcd_undefined"] = "no measurable forget-accuracy gap (test)"
+        return out
+
+    monkeypatch.setattr(tune_module.Tuner, "_reference_values", values)
+    args = _tune_args(tmp_path, "tune.trials=2", "tune.methods=[ssd]", "tune.objective=avg_gap_rcd",
+                      "tune.forget_seeds=[1000,1001]")
+    assert main(["tune", *args]) == 0
+    assert f"[tune] {SETTING} forget seed 1001: headline RCD undefined (no measurable forget-accuracy gap (test)); " \
+           "the RCD objective averages the other draws" in capsys.readouterr().out
+    e = yaml.safe_load((tmp_path / "tuned.yaml").read_text())["settings"][SETTING]["ssd"]
+    assert e["rcd_forget_seeds"] == [1000]
+    for t in _trials(tmp_path):
+        d = t["user_attrs"]["draws"]
+        assert d["1001"]["rcd"] is None and t["values"][1] == pytest.approx(d["1000"]["rcd"])
+        assert t["values"][0] == pytest.approx((d["1000"]["avg_gap"] + d["1001"]["avg_gap"]) / 2)
+    undefined.add(1000)
+    assert main(["tune", *_tune_args(tmp_path, "tune.trials=2", "tune.methods=[ssd]", "tune.objective=avg_gap_rcd",
+                                     "tune.forget_seeds=[1000,1001]", out="out2")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the headline RCD is undefined on every held-out draw" in err and \
+        "tune.objective=avg_gap" in err, err
+
+
 @pytest.mark.parametrize("extra, expected", [
     (["tune.trials=0"], "tune.trials=0 is outside [1, 100000]; use e.g. tune.trials=20"),
     (["tune.objective=avg_gap_rcd", "attack.enabled=false"], "tune.objective=avg_gap_rcd reads RCD, but "

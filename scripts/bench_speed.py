@@ -4,7 +4,8 @@ Three loops, each beside a plain PyTorch loop doing the same work (same network,
 batch size, optimiser, number of steps):
 
 - unlearning: ``UnlearnModule`` under Lightning (a retain cross-entropy method) vs a plain
-  training loop;
+  training loop, and a minimal ``LightningModule`` doing the same step under the same trainer
+  ("bare Lightning": Lightning's own per-step cost, the floor under the suite's ratio);
 - attack: ``relearn`` (the relearning attack: steps plus an evaluation of D_f every
   ``--eval-every`` steps) vs a plain loop with the same evaluations;
 - evaluation: the attack's D_f evaluation vs a plain no-grad loop.
@@ -120,6 +121,50 @@ def lightning_unlearn(mod, net, x, y, tf, steps, bs, device, precision) -> tuple
     return time.perf_counter() - t0, epochs * -(-n // bs)
 
 
+def bare_lightning_unlearn(net, x, y, tf, steps, bs, device, precision) -> tuple[float, int]:
+    """The same step in a minimal ``LightningModule`` under the suite's trainer: Lightning's own
+    per-step cost, the floor under the suite's ratio (index batches, no callbacks of ours)."""
+    import lightning as L
+
+    n = len(y)
+    epochs = max(1, round(steps * bs / n))
+
+    class Batches:
+        def __init__(self) -> None:
+            self.g = torch.Generator().manual_seed(0)
+
+        def __len__(self) -> int:
+            return -(-n // bs)
+
+        def __iter__(self):
+            return iter(torch.randperm(n, generator=self.g).split(bs))
+
+    class Bare(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def on_fit_start(self) -> None:
+            self.x, self.y = x.to(self.device), y.to(self.device)
+
+        def train_dataloader(self):
+            return Batches()
+
+        def training_step(self, idx, batch_idx):
+            idx = idx.to(self.device, non_blocking=True)
+            return F.cross_entropy(self.net(tf(self.x[idx], train=True)), self.y[idx])
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+    acc = "gpu" if device.type == "cuda" else "cpu"
+    trainer = build_trainer({"accelerator": acc, "devices": 1, "precision": precision, "log_every_n_steps": 25},
+                            epochs)
+    t0 = time.perf_counter()
+    trainer.fit(Bare())
+    return time.perf_counter() - t0, epochs * -(-n // bs)
+
+
 # ---- attack and evaluation -------------------------------------------------------------------
 def plain_eval(net, x, y, tf, device, bs=1024) -> tuple[float, float]:
     net.eval()
@@ -208,6 +253,8 @@ def main() -> None:
         plain_unlearn(fresh(), x, y, tf, 5, a.batch, device, a.precision)  # warm-up
         variants = {"plain PyTorch": lambda: (plain_unlearn(fresh(), x, y, tf, a.steps, a.batch, device,
                                                             a.precision), a.steps),
+                    "bare Lightning": lambda: bare_lightning_unlearn(fresh(), x, y, tf, a.steps, a.batch, device,
+                                                                     a.precision),
                     "suite (new)": lambda: lightning_unlearn(sys.modules["benchmark.module"], fresh(), x, y, tf,
                                                              a.steps, a.batch, device, a.precision)}
         if old:

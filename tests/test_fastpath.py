@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import io
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -250,3 +251,23 @@ def test_gpu_check_dry_run_passes(tmp_path):
                          timeout=600, env={**__import__("os").environ, "GPU_CHECK_OUT": str(tmp_path)})
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "summary" in out.stdout
+
+
+def test_bench_attack_times_old_and_new_attacks_with_the_same_t(tmp_path):
+    """scripts/bench_attack.py on a tiny digits run: every model x attacker x variant is timed, and
+    the full-curve T values of the old and the new code agree (the measurement's premise)."""
+    if subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    from tests.conftest import tiny_overrides
+
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_attack.py"), *tiny_overrides(tmp_path),
+                          "--steps", "12", "--old", "HEAD", "--threads", "1"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    rows = [line.split() for line in out.stdout.splitlines() if line.startswith(("original ", "oracle "))]
+    assert len(rows) == 2 * 2 * 3  # models x attackers x (old, new, new+tail)
+    t = {(r[0], r[1], r[2]): (r[5], r[6]) for r in rows}
+    for model in ("original", "oracle"):
+        for attacker in ("sgd", "adam"):
+            assert t[(model, attacker, "old")] == t[(model, attacker, "new")] == t[(model, attacker, "new+tail")]
+    assert "new+tail / old = " in out.stdout

@@ -9,8 +9,10 @@ The verdict follows the interval:
 - ``contradicted``: the interval lies below 0;
 - ``inconclusive``: it contains 0 (or there is one seed, and so no interval).
 
-Tuned rows are compared with tuned rows and default rows with default rows, never mixed;
-stale records and cells that did not finish are left out. An RCD whose attack reached its
+Tuned rows are compared with tuned rows from the same tuned file (its SHA-256) and default
+rows with default rows, never mixed; a method with two rows in one such group (the same
+label from different hyperparameters) is left out of it, named, rather than pooled; stale
+records and cells that did not finish are left out. An RCD whose attack reached its
 budget (censored) is a lower bound; a comparison says how many of its seeds were.
 Everything here reads :func:`benchmark.results.load_table`, so the section is generated
 from the records alone.
@@ -77,15 +79,38 @@ def _verdict(s: dict[str, Any]) -> str:
     return INCONCLUSIVE
 
 
-def _rows(sub: pd.DataFrame, source: str) -> dict[str, dict[Any, dict[str, Any]]]:
-    """method -> {seed: record} for the rows of one table at their declared (or tuned) values:
-    no variant label, hparams from ``source`` ("defaults" or "tuned")."""
-    out: dict[str, dict[Any, dict[str, Any]]] = {}
+@dataclass
+class _Group:
+    """The rows of one table that a claim may compare: one hyperparameter source ("defaults",
+    or "tuned" from one tuned file), each method's records by seed."""
+
+    source: str
+    tuned_file: str | None = None
+    rows: dict[str, dict[Any, dict[str, Any]]] | None = None
+    row_keys: dict[str, str] | None = None
+    ambiguous: set[str] | None = None
+
+
+def _groups(sub: pd.DataFrame) -> list[_Group]:
+    """The table's rows at their declared (or tuned) values, no variant label, grouped by source
+    and tuned file; a method with several rows (row keys) in a group is ambiguous there."""
+    groups: dict[tuple[str, str | None], _Group] = {}
     for rec, method, variant in zip(sub["record"], sub["method"], sub["variant"], strict=True):
-        if variant or str(rec.get("hparams_source") or "defaults") != source:
+        source = str(rec.get("hparams_source") or "defaults")
+        if variant or source not in ("defaults", "tuned"):
             continue
-        out.setdefault(method, {})[rec.get("seed")] = rec
-    return out
+        tuned = rec.get("tuned") if source == "tuned" and isinstance(rec.get("tuned"), dict) else {}
+        gid = (source, tuned.get("sha256"))
+        g = groups.setdefault(gid, _Group(source, tuned.get("file"), {}, {}, set()))
+        key = str(rec.get("row_key"))
+        if g.row_keys.setdefault(method, key) != key:
+            g.ambiguous.add(method)
+        g.rows.setdefault(method, {})[rec.get("seed")] = rec
+    for g in groups.values():
+        for m in g.ambiguous:
+            g.rows.pop(m, None)
+    order = {"tuned": 0, "defaults": 1}
+    return sorted(groups.values(), key=lambda g: (order[g.source], g.tuned_file or ""))
 
 
 def compare(subject: dict[Any, dict[str, Any]], other: dict[Any, dict[str, Any]], key: str, better: str
@@ -114,8 +139,14 @@ def evaluate_claims(source: Source, claims: Sequence[Claim] = CLAIMS) -> list[di
     out = []
     for tk in table_order(df) if len(df) else []:
         sub = df[df["table_key"] == tk]
-        for source_kind in ("tuned", "defaults"):
-            rows = _rows(sub, source_kind)
+        for group in _groups(sub):
+            rows = group.rows
+            if SUBJECT in group.ambiguous:  # which IEU? none is picked, and the reader is told
+                out.append({"table_key": tk, "title": titles[tk], "source": group.source,
+                            "tuned_file": group.tuned_file, "claims": [],
+                            "note": f"{SUBJECT} has several rows with these hyperparameters' source (different "
+                                    "hyperparameters or code); they are not pooled, so no claim is checked"})
+                continue
             if SUBJECT not in rows:
                 continue
             checked = []
@@ -130,11 +161,13 @@ def evaluate_claims(source: Source, claims: Sequence[Claim] = CLAIMS) -> list[di
                     verdicts = {x["verdict"] for x in comps}
                     overall = (HOLDS if verdicts == {HOLDS} else CONTRADICTED if CONTRADICTED in verdicts
                                else INCONCLUSIVE)
-                    missing = [o for o in c.others if o not in rows]
+                    missing = [o + (" (several rows: not pooled)" if o in group.ambiguous else "")
+                               for o in c.others if o not in rows]
                     checked.append({"id": c.id, "text": c.text.format(attacker=att), "key": key, "better": c.better,
                                     "verdict": overall, "comparisons": comps, "missing": missing})
             if checked:
-                out.append({"table_key": tk, "title": titles[tk], "source": source_kind, "claims": checked})
+                out.append({"table_key": tk, "title": titles[tk], "source": group.source,
+                            "tuned_file": group.tuned_file, "claims": checked})
     return out
 
 

@@ -423,17 +423,23 @@ def claims_section(df: pd.DataFrame) -> dict[str, Any] | None:
     entries = evaluate_claims(df)
     if not entries:
         return None
-    blocks = [{"title": f"{e['title']} ({e['source']} hyperparameters)",
+    def source(e: dict[str, Any]) -> str:
+        return f"tuned hyperparameters from {Path(e['tuned_file']).name}" if e.get("tuned_file") else \
+            f"{e['source']} hyperparameters"
+
+    blocks = [{"title": f"{e['title']} ({source(e)})",
                "items": [{"text": f"{c['text']}: {c['verdict']}",
                           "sub": [comparison_text(x) for x in c["comparisons"]]
                           + ([f"not in this table: {', '.join(c['missing'])}"] if c["missing"] else [])}
-                         for c in e["claims"]]} for e in entries]
+                         for c in e["claims"]] + ([{"text": e["note"], "sub": []}] if e.get("note") else [])}
+              for e in entries]
     return {"title": "Claims of the paper, checked", "paragraphs": [
         "Per comparison: IEU's mean and the other row's, the mean per-seed difference in the claim's direction "
         "(positive = as claimed) with its 95% Student-t interval over the seeds both rows hold, and the verdict "
         "(holds: the interval lies above 0; contradicted: below 0; inconclusive: it contains 0, or one seed). "
         "RCD is the headline accuracy-based RCD; a censored RCD is a lower bound. Tuned rows are compared with "
-        "tuned rows only, default rows with default rows."], "blocks": blocks}
+        "tuned rows from the same tuned file only, default rows with default rows; a method with several such rows "
+        "in one table is left out, never pooled."], "blocks": blocks}
 
 
 def _draw_figures(out: Path, groups: list[dict[str, Any]]) -> dict[str, dict[str, str]]:

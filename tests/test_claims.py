@@ -83,3 +83,34 @@ def test_the_leaderboard_has_the_claims_section(tmp_path: Path):
     assert "vs finetune: 3.00 vs 7.33, difference +4.33 [" in md
     html = (tmp_path / "leaderboard.html").read_text()
     assert "Claims of the paper, checked" in html and "vs finetune: 3.00 vs 7.33" in html
+
+
+def test_rows_from_two_tuned_files_are_two_groups_and_a_method_with_two_rows_is_never_pooled():
+    """Two tuned files give two groups, each compared within itself; within one group, a second
+    row of a method (other hyperparameters: another row key) is left out and named, not merged
+    seed by seed into the first (the bug: seed 0 of one row silently replaced the other's)."""
+    def tuned(recs: list[dict], sha: str, name: str) -> list[dict]:
+        return [{**r, "cell_id": f"{r['cell_id']}-{sha}", "row_key": f"{r['row_key']}-{sha}",
+                 "tuned": {"file": f"/x/{name}.yaml", "sha256": sha}} for r in recs]
+
+    a = tuned(_records("tuned"), "aaa", "first")
+    b = tuned([r for r in _records("tuned") if r["method"] in ("ieu", "finetune")], "bbb", "second")
+    b = [{**r, "metrics": {**r["metrics"], "gap/avg": 50.0}} if r["method"] == "ieu" else r for r in b]
+    entries = evaluate_claims(a + b)
+    assert [e["tuned_file"] for e in entries] == ["/x/first.yaml", "/x/second.yaml"]
+    first = next(x for x in _claim(entries[0], "avg_gap")["comparisons"] if x["other"] == "finetune")
+    assert first["subject_mean"] == pytest.approx(3.0)  # the first file's IEU alone
+    second = _claim(entries[1], "avg_gap")
+    assert [x["other"] for x in second["comparisons"]] == ["finetune"] and second["verdict"] == CONTRADICTED
+    # one group where finetune has two rows (another row key, seed 0 only): finetune is left out, named
+    clash = {**_record("finetune", 0, 100.0, 0.0, "tuned"), "cell_id": "ft-other", "row_key": "finetune-other-aaa",
+             "tuned": {"file": "/x/first.yaml", "sha256": "aaa"}}
+    (entry,) = [e for e in evaluate_claims(a + [clash]) if e["source"] == "tuned"]
+    gap = _claim(entry, "avg_gap")
+    assert "finetune" not in [x["other"] for x in gap["comparisons"]]
+    assert "finetune (several rows: not pooled)" in gap["missing"]
+    # and when IEU itself has two rows, no claim is checked and the section says why
+    ieu2 = {**_record("ieu", 0, 0.0, 9.0, "tuned"), "cell_id": "ieu-other", "row_key": "ieu-other-aaa",
+            "tuned": {"file": "/x/first.yaml", "sha256": "aaa"}}
+    (entry,) = [e for e in evaluate_claims(a + [ieu2]) if e["source"] == "tuned"]
+    assert entry["claims"] == [] and "not pooled" in entry["note"]

@@ -511,9 +511,9 @@ class Tuner:
         cfg = self.cfg
         if self.multi:
             tol = float(cfg.tune.gap_tolerance)
-            rep.best, front = select_on_front([(t.number, t.values) for t in pool], tol)
-            rep.best = next(t for t in pool if t.number == rep.best)
             by_number = {t.number: t for t in pool}
+            chosen, front = select_on_front([(t.number, t.values) for t in pool], tol)
+            rep.best = by_number[chosen]
             rcd_seeds = [int(s) for s, d in (rep.best.user_attrs.get("draws") or {}).items() if d.get("rcd") is not None]
             extra = {"values": [float(v) for v in rep.best.values], "gap_tolerance": tol, "rcd_forget_seeds": rcd_seeds,
                      "defaults_values": [float(v) for v in defaults.values] if defaults is not None else None,
